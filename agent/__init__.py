@@ -1,0 +1,3 @@
+"""diemcau agent package."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""diemcau central package."""
+
+__all__: list[str] = []

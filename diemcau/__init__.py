@@ -1,0 +1,3 @@
+"""diemcau diemcau package."""
+
+__all__: list[str] = []

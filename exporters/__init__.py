@@ -1,0 +1,3 @@
+"""diemcau exporters package."""
+
+__all__: list[str] = []

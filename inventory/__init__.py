@@ -1,0 +1,3 @@
+"""diemcau inventory package."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""diemcau probes package."""
+
+__all__: list[str] = []
