@@ -277,12 +277,20 @@ class _Resolver:
         return regions
 
     def _templates(self) -> dict[str, TemplateSpec]:
+        """Templates, with their checks' params built once, whether or not a device uses them."""
         out: dict[str, TemplateSpec] = {}
+        self.template_checks: dict[str, list[tuple[CheckSpec, Node, str, object]]] = {}
         for node, path, item in self._items("device_templates"):
             name, spec = item  # type: ignore[misc]
-            if name in out:
-                self.fail(node, path, f"duplicate device template {name!r}")
             out[name] = spec
+            assert isinstance(node.value, dict)
+            raw = node.value.get("checks")
+            built = []
+            for j, c in enumerate(spec.checks):
+                assert raw is not None and isinstance(raw.value, list)
+                cpath = f"{path}.checks[{j}]"
+                built.append((c, raw.value[j], cpath, self._params(c, raw.value[j], cpath)))
+            self.template_checks[name] = built
         return out
 
     def _sites(self, regions: dict[str, Region], templates: dict[str, TemplateSpec]) -> list[Site]:
@@ -291,6 +299,7 @@ class _Resolver:
 
         def claim(node_id: str, node: Node, path: str) -> None:
             if node_id in seen:
+                self.duplicates = True
                 first = seen[node_id][0]
                 self.fail(node, f"{path}.id", f"duplicate id {node_id!r} "
                           f"(first at {first.file}:{first.line})")
@@ -324,7 +333,7 @@ class _Resolver:
                 templates: dict[str, TemplateSpec], site_id: str) -> Device | None:
         assert isinstance(node.value, dict)
         kind, link = spec.kind, spec.link
-        check_pairs: list[tuple[CheckSpec, Node, str]] = []
+        pairs: list[tuple[CheckSpec, Node, str, object]] = []
         if spec.template is not None:
             tmpl = templates.get(spec.template)
             if tmpl is None:
@@ -336,33 +345,26 @@ class _Resolver:
                 return None
             kind = kind or tmpl.kind
             link = link or tmpl.link
-            for tn, tpath, item in self._items("device_templates"):
-                if item[0] == spec.template:  # type: ignore[index]
-                    assert isinstance(tn.value, dict)
-                    tchecks = tn.value.get("checks")
-                    for j, c in enumerate(tmpl.checks):
-                        assert tchecks is not None and isinstance(tchecks.value, list)
-                        check_pairs.append((c, tchecks.value[j], f"{tpath}.checks[{j}]"))
-                    break
+            pairs = list(self.template_checks[spec.template])
         own = node.value.get("checks")
         for j, c in enumerate(spec.checks):
             assert own is not None and isinstance(own.value, list)
             cname = c.name or c.kind
-            check_pairs = [p for p in check_pairs if (p[0].name or p[0].kind) != cname]
-            check_pairs.append((c, own.value[j], f"{path}.checks[{j}]"))
+            pairs = [p for p in pairs if (p[0].name or p[0].kind) != cname]
+            cpath = f"{path}.checks[{j}]"
+            pairs.append((c, own.value[j], cpath, self._params(c, own.value[j], cpath)))
         if kind is None:
             self.fail(node, f"{path}.kind", "missing required key (or a template giving it)")
             return None
         checks: list[Check] = []
         names: set[str] = set()
-        for c, cnode, cpath in check_pairs:
+        for c, cnode, cpath, built in pairs:
             cname = c.name or c.kind
             if cname in names:
                 self.fail(cnode, cpath, f"two checks named {cname!r} on one device: "
                           "give one a distinct name")
                 continue
             names.add(cname)
-            built = self._params(c, cnode, cpath)
             if built is not _BAD:
                 checks.append(Check(c.kind, cname, c.interval_seconds, c.timeout_seconds, built))
         return Device(spec.id, spec.name or spec.id, kind, spec.address, link, spec.parent,
@@ -392,6 +394,8 @@ class _Resolver:
                     n, npath = self._parent_nodes[node_id]
                     self.fail(_key(n, "parent"), f"{npath}.parent", f"unknown parent {parent!r}"
                               f"{_hint(parent, self._parent_nodes)}")
+        if getattr(self, "duplicates", False):
+            return  # with two nodes under one id, any chain found would be fiction
         reported: set[str] = set()
         for start in self._parent_nodes:
             chain = [start]

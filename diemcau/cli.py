@@ -1,0 +1,288 @@
+"""The ``diemcau`` command: the one place that sees every package (the composition root)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from diemcau import _inventory_cmds as inv_cmds
+from inventory.errors import ConfigError, Issue
+from inventory.secrets import SecretRef
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and getattr(args, "func", None) is not _cmd_probe:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = args.func(args, rest)
+        return code
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diemcau", description=__doc__)
+    p.add_argument("--log-level", default=os.environ.get("DIEMCAU_LOG_LEVEL", "warning"),
+                   choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    inv = sub.add_parser("inventory", help="check, show and import the inventory")
+    isub = inv.add_subparsers(metavar="ACTION")
+    v = isub.add_parser("validate", help="check config or inventory files; exit 2 on problems")
+    v.add_argument("paths", nargs="+", metavar="FILE")
+    v.set_defaults(func=lambda a, _r: inv_cmds.validate(a.paths, _params_types()))
+    s = isub.add_parser("show", help="the region tree with site and device counts")
+    s.add_argument("paths", nargs="*", metavar="PATH", help="inventory files or folders")
+    s.add_argument("-c", "--config", help="a config file (its inventory is shown)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--depth", type=int, default=3, help="levels of the tree to print")
+    s.set_defaults(func=_cmd_show)
+    c = isub.add_parser("import-csv", help="turn a spreadsheet of sites into inventory YAML")
+    c.add_argument("csv", metavar="FILE")
+    c.add_argument("--regions", nargs="*", default=[], metavar="PATH",
+                   help="inventory files whose regions the sites must belong to")
+    c.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
+    c.set_defaults(func=lambda a, _r: inv_cmds.import_csv(a.csv, a.regions, a.output))
+
+    pr = sub.add_parser(
+        "probe", help="run one probe now",
+        description="Run one probe now. Probe options come from the probe's parameters: "
+        "see 'diemcau probe KIND --help-params'. Exit 0 up, 1 degraded or down, 2 usage.")
+    pr.add_argument("kind", help="icmp, tcp, http, snmp, ssh")
+    pr.add_argument("target", nargs="?", help="address or DNS name")
+    pr.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
+    pr.add_argument("--json", action="store_true", help="print the result as JSON")
+    pr.add_argument("--help-params", action="store_true", help="list the probe's options")
+    pr.set_defaults(func=_cmd_probe)
+
+    ch = sub.add_parser("check", help="run every check of one site now")
+    ch.add_argument("site")
+    ch.add_argument("-c", "--config", required=True)
+    ch.add_argument("--json", action="store_true")
+    ch.add_argument("--concurrency", type=int, default=8)
+    ch.set_defaults(func=_cmd_check)
+    return p
+
+
+def _params_types() -> dict[str, type]:
+    import probes
+
+    return probes.params_types()
+
+
+def _cmd_show(args: argparse.Namespace, _rest: list[str]) -> int:
+    from inventory.config import load_config
+    from inventory.loader import load_inventory
+
+    if args.config:
+        inventory = load_config(args.config, _params_types()).inventory
+    elif args.paths:
+        inventory = load_inventory(args.paths, _params_types())
+    else:
+        print("give inventory paths or -c CONFIG", file=sys.stderr)
+        return EXIT_USAGE
+    return inv_cmds.show(inventory, args.json, args.depth)
+
+
+# --- probe ------------------------------------------------------------------------------
+
+
+def _cmd_probe(args: argparse.Namespace, rest: list[str]) -> int:
+    import probes
+
+    if args.kind not in probes.KINDS:
+        print(f"unknown probe kind {args.kind!r}; known: {', '.join(sorted(probes.KINDS))}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    mod = probes.module(args.kind)
+    pp = _params_parser(args.kind, mod.Params)
+    if args.help_params:
+        pp.print_help()
+        return EXIT_OK
+    if not args.target:
+        print("diemcau probe: a TARGET is needed", file=sys.stderr)
+        return EXIT_USAGE
+    pargs = pp.parse_args(rest)
+    params = _build_params(mod.Params, vars(pargs))
+    from agent.runner import run_probe
+    from inventory.target import Target
+
+    result = asyncio.run(run_probe(args.kind, Target(args.target), params, args.timeout))
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(_format_result(f"{args.kind} {args.target}", result))
+    return EXIT_OK if result.status.value == "up" else EXIT_PROBLEM
+
+
+def _params_parser(kind: str, cls: type) -> argparse.ArgumentParser:
+    pp = argparse.ArgumentParser(prog=f"diemcau probe {kind} TARGET", add_help=False)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        doc = str(f.metadata.get("doc", ""))
+        default = f.default if f.default is not dataclasses.MISSING else None
+        choices = _literal_choices(tp)
+        secret = _mentions(tp, SecretRef)
+        if secret:
+            doc += " (a ${ENV} or file: reference, or the value itself: it is kept out of logs)"
+        if tp is bool:
+            pp.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=doc)
+        elif get_origin(tp) is tuple or _mentions(tp, tuple):
+            pp.add_argument(flag, action="append", default=None, metavar="VALUE",
+                            help=f"{doc} (repeat, or comma-separate)")
+        else:
+            shown = "" if secret or default is None else f" [default: {default}]"
+            pp.add_argument(flag, default=None, choices=choices, help=doc + shown,
+                            metavar=None if choices else "VALUE")
+    return pp
+
+
+def _literal_choices(tp: Any) -> list[str] | None:
+    for t in (tp, *get_args(tp)):
+        if get_origin(t) is typing.Literal:
+            return [str(a) for a in get_args(t)]
+    return None
+
+
+def _mentions(tp: Any, target: Any) -> bool:
+    return tp is target or get_origin(tp) is target or any(
+        _mentions(a, target) for a in get_args(tp))
+
+
+_secret_counter = 0
+
+
+def _build_params(cls: type, values: dict[str, Any]) -> object:
+    """Build Params from command-line strings with the config's own checks.
+
+    A literal secret typed on the command line is moved into a private environment
+    variable of this process and referenced from there, so the probe code only ever sees
+    references and nothing prints the value.
+    """
+    global _secret_counter
+    from inventory.schema import check
+    from inventory.secrets import is_reference
+
+    hints = typing.get_type_hints(cls)
+    raw: dict[str, object] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        tp = hints[name]
+        if isinstance(value, list):
+            items = [x for v in value for x in v.split(",") if x]
+            if _mentions(tp, SecretRef):
+                items = [_stash(x) if not is_reference(x) else x for x in items]
+            raw[name] = items
+        elif _mentions(tp, SecretRef) and isinstance(value, str) and not is_reference(value):
+            raw[name] = _stash(value)
+        else:
+            raw[name] = value
+    try:
+        return check(cls, raw)
+    except ConfigError as exc:
+        raise ConfigError([
+            Issue("command line", None, "--" + i.path.replace("_", "-"), i.message)
+            for i in exc.issues
+        ]) from None
+
+
+def _stash(value: str) -> str:
+    global _secret_counter
+    _secret_counter += 1
+    name = f"DIEMCAU_CLI_SECRET_{_secret_counter}"
+    os.environ[name] = value
+    return "${" + name + "}"
+
+
+def _format_result(title: str, result: Any) -> str:
+    lines = [f"{title}: {result.status.value.upper()} in {result.duration_seconds:.3f} s",
+             f"  {result.reason}"]
+    for k, v in result.info:
+        lines.append(f"  {k}: {v}")
+    if result.samples:
+        rows = [(s.name, ",".join(f"{k}={v}" for k, v in s.labels), _num(s.value))
+                for s in result.samples]
+        w0 = max(len(r[0]) for r in rows)
+        w1 = max(len(r[1]) for r in rows)
+        lines.append("")
+        lines.append(f"  {'METRIC':<{w0}}  {'LABELS':<{w1}}  VALUE")
+        lines += [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:.6g}"
+
+
+# --- check ------------------------------------------------------------------------------
+
+
+def _cmd_check(args: argparse.Namespace, _rest: list[str]) -> int:
+    from agent.runner import run_probe
+    from inventory.config import load_config
+    from inventory.target import Target
+
+    cfg = load_config(args.config, _params_types())
+    node = cfg.inventory.get(args.site)
+    if node is None or not hasattr(node, "devices"):
+        print(f"no site {args.site!r} in {args.config}", file=sys.stderr)
+        return EXIT_USAGE
+    site = cfg.inventory.site(args.site)
+    limit = asyncio.Semaphore(max(1, args.concurrency))
+
+    async def one(dev: Any, chk: Any) -> tuple[Any, Any, Any]:
+        async with limit:
+            t = Target(dev.address, dev.id, site.id)
+            return dev, chk, await run_probe(chk.kind, t, chk.params, chk.timeout_seconds)
+
+    async def all_checks() -> list[tuple[Any, Any, Any]]:
+        return list(await asyncio.gather(
+            *(one(d, c) for d in site.devices for c in d.checks)))
+
+    results = asyncio.run(all_checks())
+    if args.json:
+        print(json.dumps([{"device": d.id, "check": c.name, **r.to_json()}
+                          for d, c, r in results], ensure_ascii=False, indent=2))
+    else:
+        print(f"{site.name} ({site.id})")
+        rows = [(d.id, c.name, r.status.value.upper(), f"{r.duration_seconds:.2f}s", r.reason)
+                for d, c, r in results]
+        widths = [max(len(r[i]) for r in rows + [("DEVICE", "CHECK", "STATUS", "TIME", "")])
+                  for i in range(4)]
+        head = ("DEVICE", "CHECK", "STATUS", "TIME", "REASON")
+        for r in [head, *rows]:
+            print("  ".join(f"{x:<{widths[i]}}" for i, x in enumerate(r[:4])) + "  " + r[4])
+    bad = [r for _d, _c, r in results if r.status.value != "up"]
+    return EXIT_PROBLEM if bad else EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
