@@ -10,6 +10,7 @@ marked ``insecure``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import hashlib
 import re
@@ -124,6 +125,8 @@ class Params:
             name, colon, _ = header.partition(":")
             if not colon or not name.strip():
                 problems.append(f"header {header!r} is not 'Name: value'")
+        if ":" in self.username:
+            problems.append("username must not contain ':' (HTTP Basic cannot carry it)")
         if self.password is not None and not self.username:
             problems.append("password given without username")
         if self.cert_sha256 and not _PIN_PATTERN.match(_normalize_pin(self.cert_sha256)):
@@ -144,17 +147,17 @@ async def probe(target: Target, params: Params) -> ProbeResult:
     url = build_url(target, params)
     shown = str(url)
 
-    auth: aiohttp.BasicAuth | None = None
+    headers = [(n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in params.headers)]
     if params.username:
         try:
             password = params.password.reveal() if params.password is not None else ""
         except SecretError as exc:
             return _down(started, f"cannot read the password for {shown}: {exc}")
-        auth = aiohttp.BasicAuth(params.username, password)
+        # aiohttp drops Authorization when a redirect leaves the origin
+        headers.append(("Authorization", basic_authorization(params.username, password)))
 
     certificates: list[bytes] = []  # DER of every server certificate seen, last one last
     tls = await _tls_context(params, certificates) if _own_tls(url, params) else None
-    headers = [(n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in params.headers)]
 
     # The caller owns the deadline (asyncio.timeout around the probe): no aiohttp timeouts.
     timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None)
@@ -168,7 +171,6 @@ async def probe(target: Target, params: Params) -> ProbeResult:
                 params.method,
                 url,
                 headers=headers,
-                auth=auth,
                 allow_redirects=params.follow_redirects,
                 max_redirects=_MAX_REDIRECTS,
             ) as response,
@@ -198,6 +200,11 @@ def build_url(target: Target, params: Params) -> URL:
         return URL(params.url)
     base = URL.build(scheme=params.scheme, host=target.host, port=params.port)
     return URL(f"{base}{params.path}")
+
+
+def basic_authorization(username: str, password: str) -> str:
+    """The ``Authorization`` header value for HTTP Basic (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def _own_tls(url: URL, params: Params) -> bool:
@@ -246,6 +253,9 @@ def _certificate_catcher(certificates: list[bytes], pin: bytes | None) -> type[s
 
 class PinMismatch(ssl.SSLCertVerificationError):
     """The server's certificate is not the pinned one."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # SSLError would show the args tuple
 
 
 async def _read_body(response: aiohttp.ClientResponse, params: Params) -> tuple[bytes, bool]:
@@ -373,22 +383,22 @@ def client_error_reason(exc: aiohttp.ClientError, url: str) -> str:
             "cert_sha256, or set insecure"
         )
     if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
+        cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
         return (
-            f"TLS handshake with {url} failed: {exc} — does the port speak HTTPS (or plain HTTP)?"
+            f"TLS handshake with {url} failed ({_ssl_message(cause)}) — does the port speak "
+            "HTTPS, or plain HTTP?"
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
         return _connect_error_reason(exc, url)
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return f"more than {_MAX_REDIRECTS} redirects from {url} — a redirect loop?"
+        return f"{url} redirected {_MAX_REDIRECTS} times in a row — a redirect loop?"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return f"{url} closed the connection without an HTTP answer — is this port HTTP?"
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"the body from {url} was cut off or malformed: {exc}"
     if isinstance(exc, aiohttp.ClientResponseError):
-        return (
-            f"{url} did not answer valid HTTP ({exc.message or exc.status}) — is this port "
-            "HTTP, or HTTPS?"
-        )
+        detail = " ".join(str(exc.message or exc.status).split())  # parser errors span lines
+        return f"{url} did not answer valid HTTP ({detail[:160]}) — is this port HTTP, or HTTPS?"
     if isinstance(exc, aiohttp.InvalidURL):
         return f"invalid URL {exc.url}"
     return f"HTTP request to {url} failed: {exc!r}"
@@ -402,6 +412,12 @@ def _connect_error_reason(exc: aiohttp.ClientConnectorError, url: str) -> str:
     if isinstance(os_error, OSError) and os_error.errno is not None:
         return f"{url}: {connect_reason(os_error, where)}"
     return f"{url}: cannot connect to {where}: {os_error}"
+
+
+def _ssl_message(exc: BaseException) -> str:
+    """OpenSSL's words without the ``[SSL: CODE]`` prefix and ``(_ssl.c:N)`` suffix."""
+    text = str(exc.args[1]) if isinstance(exc, ssl.SSLError) and len(exc.args) > 1 else str(exc)
+    return re.sub(r"^\[SSL: [A-Z0-9_]+\] |\s*\(_ssl\.c:\d+\)$", "", text)
 
 
 def _normalize_pin(text: str) -> str:
