@@ -43,8 +43,7 @@ async def run_probe(
         log.exception("bug in %s probe of %s", kind, target.device_id or target.host)
         return ProbeResult(
             Status.DOWN,
-            f"{kind} probe failed unexpectedly ({type(exc).__name__}); this is a bug, "
-            "see the log",
+            f"{kind} probe failed unexpectedly ({type(exc).__name__}); this is a bug, see the log",
             duration_seconds=time.monotonic() - start,
         )
     return result

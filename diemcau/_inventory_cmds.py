@@ -50,8 +50,10 @@ def validate(paths: Sequence[str], types: ParamsTypes) -> int:
             continue
         n_dev = sum(len(s.devices) for s in inv.sites)
         n_chk = sum(len(d.checks) for s in inv.sites for d in s.devices)
-        print(f"{p}: valid {what}: {len(inv.regions)} regions, {len(inv.sites)} sites, "
-              f"{n_dev} devices, {n_chk} checks")
+        print(
+            f"{p}: valid {what}: {len(inv.regions)} regions, {len(inv.sites)} sites, "
+            f"{n_dev} devices, {n_chk} checks"
+        )
     return 0 if ok else 2
 
 
@@ -70,14 +72,19 @@ def tree(inv: Inventory) -> dict[str, object]:
     def node(rid: str) -> dict[str, object]:
         r = inv.regions[rid]
         return {
-            "id": r.id, "name": r.name, "level": r.level,
+            "id": r.id,
+            "name": r.name,
+            "level": r.level,
             "sites": len(sites_in.get(rid, [])),
             "devices": dict(sorted(kinds_in.get(rid, Counter()).items())),
             "regions": [node(c) for c in children.get(rid, [])],
         }
 
-    return {"regions": [node(r) for r in children.get(None, [])],
-            "sites": len(inv.sites), "devices": sum(len(s.devices) for s in inv.sites)}
+    return {
+        "regions": [node(r) for r in children.get(None, [])],
+        "sites": len(inv.sites),
+        "devices": sum(len(s.devices) for s in inv.sites),
+    }
 
 
 def show(inv: Inventory, as_json: bool, depth: int) -> int:
@@ -94,8 +101,7 @@ def show(inv: Inventory, as_json: bool, depth: int) -> int:
             devices = n["devices"]
             kinds = ", ".join(f"{k} {v}" for k, v in devices.items())
             label = f"{'  ' * level}{n['name']} ({n['level']})"
-            print(f"{label:<52} {n['sites']:>4} sites  {sum(devices.values()):>4} devices  "
-                  f"{kinds}")
+            print(f"{label:<52} {n['sites']:>4} sites  {sum(devices.values()):>4} devices  {kinds}")
             walk(n["regions"], level + 1)
 
     walk(t["regions"], 0)

@@ -11,7 +11,6 @@ import os
 import sys
 import typing
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from diemcau import _inventory_cmds as inv_cmds
@@ -47,8 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diemcau", description=__doc__)
-    p.add_argument("--log-level", default=os.environ.get("DIEMCAU_LOG_LEVEL", "warning"),
-                   choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("DIEMCAU_LOG_LEVEL", "warning"),
+        choices=["debug", "info", "warning", "error"],
+    )
     sub = p.add_subparsers(metavar="COMMAND")
 
     inv = sub.add_parser("inventory", help="check, show and import the inventory")
@@ -64,15 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_show)
     c = isub.add_parser("import-csv", help="turn a spreadsheet of sites into inventory YAML")
     c.add_argument("csv", metavar="FILE")
-    c.add_argument("--regions", nargs="*", default=[], metavar="PATH",
-                   help="inventory files whose regions the sites must belong to")
+    c.add_argument(
+        "--regions",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="inventory files whose regions the sites must belong to",
+    )
     c.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
     c.set_defaults(func=lambda a, _r: inv_cmds.import_csv(a.csv, a.regions, a.output))
 
     pr = sub.add_parser(
-        "probe", help="run one probe now",
+        "probe",
+        help="run one probe now",
         description="Run one probe now. Probe options come from the probe's parameters: "
-        "see 'diemcau probe KIND --help-params'. Exit 0 up, 1 degraded or down, 2 usage.")
+        "see 'diemcau probe KIND --help-params'. Exit 0 up, 1 degraded or down, 2 usage.",
+    )
     pr.add_argument("kind", help="icmp, tcp, http, snmp, ssh")
     pr.add_argument("target", nargs="?", help="address or DNS name")
     pr.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
@@ -116,8 +125,10 @@ def _cmd_probe(args: argparse.Namespace, rest: list[str]) -> int:
     import probes
 
     if args.kind not in probes.KINDS:
-        print(f"unknown probe kind {args.kind!r}; known: {', '.join(sorted(probes.KINDS))}",
-              file=sys.stderr)
+        print(
+            f"unknown probe kind {args.kind!r}; known: {', '.join(sorted(probes.KINDS))}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     mod = probes.module(args.kind)
     pp = _params_parser(args.kind, mod.Params)
@@ -155,12 +166,22 @@ def _params_parser(kind: str, cls: type) -> argparse.ArgumentParser:
         if tp is bool:
             pp.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=doc)
         elif get_origin(tp) is tuple or _mentions(tp, tuple):
-            pp.add_argument(flag, action="append", default=None, metavar="VALUE",
-                            help=f"{doc} (repeat, or comma-separate)")
+            pp.add_argument(
+                flag,
+                action="append",
+                default=None,
+                metavar="VALUE",
+                help=f"{doc} (repeat, or comma-separate)",
+            )
         else:
             shown = "" if secret or default is None else f" [default: {default}]"
-            pp.add_argument(flag, default=None, choices=choices, help=doc + shown,
-                            metavar=None if choices else "VALUE")
+            pp.add_argument(
+                flag,
+                default=None,
+                choices=choices,
+                help=doc + shown,
+                metavar=None if choices else "VALUE",
+            )
     return pp
 
 
@@ -172,8 +193,9 @@ def _literal_choices(tp: Any) -> list[str] | None:
 
 
 def _mentions(tp: Any, target: Any) -> bool:
-    return tp is target or get_origin(tp) is target or any(
-        _mentions(a, target) for a in get_args(tp))
+    return (
+        tp is target or get_origin(tp) is target or any(_mentions(a, target) for a in get_args(tp))
+    )
 
 
 _secret_counter = 0
@@ -208,10 +230,12 @@ def _build_params(cls: type, values: dict[str, Any]) -> object:
     try:
         return check(cls, raw)
     except ConfigError as exc:
-        raise ConfigError([
-            Issue("command line", None, "--" + i.path.replace("_", "-"), i.message)
-            for i in exc.issues
-        ]) from None
+        raise ConfigError(
+            [
+                Issue("command line", None, "--" + i.path.replace("_", "-"), i.message)
+                for i in exc.issues
+            ]
+        ) from None
 
 
 def _stash(value: str) -> str:
@@ -223,13 +247,17 @@ def _stash(value: str) -> str:
 
 
 def _format_result(title: str, result: Any) -> str:
-    lines = [f"{title}: {result.status.value.upper()} in {result.duration_seconds:.3f} s",
-             f"  {result.reason}"]
+    lines = [
+        f"{title}: {result.status.value.upper()} in {result.duration_seconds:.3f} s",
+        f"  {result.reason}",
+    ]
     for k, v in result.info:
         lines.append(f"  {k}: {v}")
     if result.samples:
-        rows = [(s.name, ",".join(f"{k}={v}" for k, v in s.labels), _num(s.value))
-                for s in result.samples]
+        rows = [
+            (s.name, ",".join(f"{k}={v}" for k, v in s.labels), _num(s.value))
+            for s in result.samples
+        ]
         w0 = max(len(r[0]) for r in rows)
         w1 = max(len(r[1]) for r in rows)
         lines.append("")
@@ -264,19 +292,27 @@ def _cmd_check(args: argparse.Namespace, _rest: list[str]) -> int:
             return dev, chk, await run_probe(chk.kind, t, chk.params, chk.timeout_seconds)
 
     async def all_checks() -> list[tuple[Any, Any, Any]]:
-        return list(await asyncio.gather(
-            *(one(d, c) for d in site.devices for c in d.checks)))
+        return list(await asyncio.gather(*(one(d, c) for d in site.devices for c in d.checks)))
 
     results = asyncio.run(all_checks())
     if args.json:
-        print(json.dumps([{"device": d.id, "check": c.name, **r.to_json()}
-                          for d, c, r in results], ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                [{"device": d.id, "check": c.name, **r.to_json()} for d, c, r in results],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         print(f"{site.name} ({site.id})")
-        rows = [(d.id, c.name, r.status.value.upper(), f"{r.duration_seconds:.2f}s", r.reason)
-                for d, c, r in results]
-        widths = [max(len(r[i]) for r in rows + [("DEVICE", "CHECK", "STATUS", "TIME", "")])
-                  for i in range(4)]
+        rows = [
+            (d.id, c.name, r.status.value.upper(), f"{r.duration_seconds:.2f}s", r.reason)
+            for d, c, r in results
+        ]
+        widths = [
+            max(len(r[i]) for r in [*rows, ("DEVICE", "CHECK", "STATUS", "TIME", "")])
+            for i in range(4)
+        ]
         head = ("DEVICE", "CHECK", "STATUS", "TIME", "REASON")
         for r in [head, *rows]:
             print("  ".join(f"{x:<{widths[i]}}" for i, x in enumerate(r[:4])) + "  " + r[4])

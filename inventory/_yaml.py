@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 import yaml
 
 from inventory.errors import ConfigError, Issue
 
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 
 
 @dataclass(frozen=True, slots=True)
 class Node:
     """A value plus its line (1-based) in ``file``; mappings and lists hold Nodes."""
 
-    value: Union[dict[str, Node], list[Node], Scalar]
+    value: dict[str, Node] | list[Node] | Scalar
     line: int | None
     file: str
 
@@ -77,8 +76,12 @@ def _convert(node: yaml.Node, file: str, issues: list[Issue], path: str) -> Node
             if key in out:
                 first = out[key].line
                 issues.append(
-                    Issue(file, key_node.start_mark.line + 1, sub,
-                          f"duplicate key (first given on line {first})")
+                    Issue(
+                        file,
+                        key_node.start_mark.line + 1,
+                        sub,
+                        f"duplicate key (first given on line {first})",
+                    )
                 )
                 continue
             out[key] = _convert(value_node, file, issues, sub)

@@ -23,8 +23,15 @@ from inventory.loader import DeviceSpec, SiteSpec
 from inventory.schema import build, sort_issues
 
 SITE_COLUMNS = ("site_id", "site_name", "level", "region", "lat", "lon", "site_parent")
-DEVICE_COLUMNS = ("device_id", "device_name", "template", "kind", "address", "link",
-                  "device_parent")
+DEVICE_COLUMNS = (
+    "device_id",
+    "device_name",
+    "template",
+    "kind",
+    "address",
+    "link",
+    "device_parent",
+)
 REQUIRED = ("site_id", "device_id", "address")
 
 _SITE_KEYS = {"site_id": "id", "site_name": "name", "site_parent": "parent"}
@@ -43,16 +50,31 @@ def csv_to_yaml(data: bytes, file: str, known_regions: Iterable[str] | None = No
     try:
         text = data.decode("utf-8-sig")  # Excel writes a BOM before UTF-8 CSV
     except UnicodeDecodeError as exc:
-        raise ConfigError([Issue(file, None, "", f"not UTF-8 (byte {exc.start}): save the "
-                                 "spreadsheet as 'CSV UTF-8'")]) from None
+        raise ConfigError(
+            [
+                Issue(
+                    file,
+                    None,
+                    "",
+                    f"not UTF-8 (byte {exc.start}): save the spreadsheet as 'CSV UTF-8'",
+                )
+            ]
+        ) from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     issues: list[Issue] = []
     unknown = [h for h in header if h not in SITE_COLUMNS + DEVICE_COLUMNS]
     missing = [c for c in REQUIRED if c not in header]
     if unknown:
-        issues.append(Issue(file, 1, "header", f"unknown column(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(SITE_COLUMNS + DEVICE_COLUMNS)}"))
+        issues.append(
+            Issue(
+                file,
+                1,
+                "header",
+                f"unknown column(s) {', '.join(unknown)}; "
+                f"known: {', '.join(SITE_COLUMNS + DEVICE_COLUMNS)}",
+            )
+        )
     if missing:
         issues.append(Issue(file, 1, "header", f"missing column(s) {', '.join(missing)}"))
     if issues:
@@ -77,8 +99,15 @@ def csv_to_yaml(data: bytes, file: str, known_regions: Iterable[str] | None = No
         else:
             for c, v in site_fields.items():
                 if site.fields.get(c, v) != v:
-                    issues.append(Issue(file, line, c, f"disagrees with line {site.line} for "
-                                        f"site {sid!r}: {site.fields[c]!r} vs {v!r}"))
+                    issues.append(
+                        Issue(
+                            file,
+                            line,
+                            c,
+                            f"disagrees with line {site.line} for "
+                            f"site {sid!r}: {site.fields[c]!r} vs {v!r}",
+                        )
+                    )
                 site.fields.setdefault(c, v)
         site.devices.append((line, {c: cells[c] for c in DEVICE_COLUMNS if cells.get(c)}))
     out: list[dict[str, object]] = []
@@ -88,11 +117,16 @@ def csv_to_yaml(data: bytes, file: str, known_regions: Iterable[str] | None = No
         devices = []
         for line, dcells in site.devices:
             ddict = {_DEVICE_KEYS.get(k, k): v for k, v in dcells.items()}
-            if build(DeviceSpec, _node(ddict, file, line), f"device {ddict.get('id', '?')}",
-                     issues) is not None:
+            if (
+                build(
+                    DeviceSpec, _node(ddict, file, line), f"device {ddict.get('id', '?')}", issues
+                )
+                is not None
+            ):
                 devices.append(ddict)
-        spec = build(SiteSpec, _node(sdict, file, site.line), f"site {site.fields['site_id']}",
-                     issues)
+        spec = build(
+            SiteSpec, _node(sdict, file, site.line), f"site {site.fields['site_id']}", issues
+        )
         if spec is None:
             continue
         if regions is not None and spec.region not in regions:
@@ -108,8 +142,14 @@ def _node(cells: dict[str, str], file: str, line: int) -> Node:
 
 
 def _site_dict(spec: SiteSpec, devices: list[dict[str, str]]) -> dict[str, object]:
-    d: dict[str, object] = {"id": spec.id, "name": spec.name, "level": spec.level,
-                            "region": spec.region, "lat": spec.lat, "lon": spec.lon}
+    d: dict[str, object] = {
+        "id": spec.id,
+        "name": spec.name,
+        "level": spec.level,
+        "region": spec.region,
+        "lat": spec.lat,
+        "lon": spec.lon,
+    }
     if spec.parent:
         d["parent"] = spec.parent
     d["devices"] = devices

@@ -186,8 +186,7 @@ class _Resolver:
 
     def _split(self, node: Node) -> None:
         if not isinstance(node.value, dict):
-            self.fail(node, "", "the file must be a mapping with regions, device_templates, "
-                      "sites")
+            self.fail(node, "", "the file must be a mapping with regions, device_templates, sites")
             return
         for key, sub in node.value.items():
             if key not in _SECTIONS:
@@ -247,8 +246,11 @@ class _Resolver:
             assert isinstance(spec, RegionSpec)
             if spec.id in specs:
                 first = specs[spec.id][1]
-                self.fail(node, f"{path}.id", f"duplicate region id {spec.id!r} "
-                          f"(first at {first.file}:{first.line})")
+                self.fail(
+                    node,
+                    f"{path}.id",
+                    f"duplicate region id {spec.id!r} (first at {first.file}:{first.line})",
+                )
                 continue
             specs[spec.id] = (spec, node, path)
         regions: dict[str, Region] = {}
@@ -258,22 +260,29 @@ class _Resolver:
             while cur.parent is not None:
                 if cur.parent not in specs:
                     if cur is spec and cur.parent not in self.broken_ids:
-                        self.fail(node, f"{path}.parent", f"unknown region {cur.parent!r}"
-                                  f"{_hint(cur.parent, specs)}")
+                        self.fail(
+                            node,
+                            f"{path}.parent",
+                            f"unknown region {cur.parent!r}{_hint(cur.parent, specs)}",
+                        )
                     chain = []
                     break
                 if cur.parent in chain:
-                    cycle = chain[chain.index(cur.parent):]
+                    cycle = chain[chain.index(cur.parent) :]
                     if min(cycle) == rid:  # report each cycle once
-                        self.fail(node, f"{path}.parent", "cycle in the region tree: "
-                                  + " -> ".join([*chain, cur.parent]))
+                        self.fail(
+                            node,
+                            f"{path}.parent",
+                            "cycle in the region tree: " + " -> ".join([*chain, cur.parent]),
+                        )
                     chain = []
                     break
                 chain.append(cur.parent)
                 cur = specs[cur.parent][0]
             if chain:
-                regions[rid] = Region(rid, spec.name, spec.level, spec.parent,
-                                      tuple(reversed(chain)))
+                regions[rid] = Region(
+                    rid, spec.name, spec.level, spec.parent, tuple(reversed(chain))
+                )
         return regions
 
     def _templates(self) -> dict[str, TemplateSpec]:
@@ -281,13 +290,16 @@ class _Resolver:
         out: dict[str, TemplateSpec] = {}
         self.template_checks: dict[str, list[tuple[CheckSpec, Node, str, object]]] = {}
         for node, path, item in self._items("device_templates"):
-            name, spec = item  # type: ignore[misc]
+            assert isinstance(item, tuple)
+            name: str = item[0]
+            spec: TemplateSpec = item[1]
             out[name] = spec
             assert isinstance(node.value, dict)
             raw = node.value.get("checks")
             built = []
             for j, c in enumerate(spec.checks):
-                assert raw is not None and isinstance(raw.value, list)
+                assert raw is not None
+                assert isinstance(raw.value, list)
                 cpath = f"{path}.checks[{j}]"
                 built.append((c, raw.value[j], cpath, self._params(c, raw.value[j], cpath)))
             self.template_checks[name] = built
@@ -301,17 +313,24 @@ class _Resolver:
             if node_id in seen:
                 self.duplicates = True
                 first = seen[node_id][0]
-                self.fail(node, f"{path}.id", f"duplicate id {node_id!r} "
-                          f"(first at {first.file}:{first.line})")
+                self.fail(
+                    node,
+                    f"{path}.id",
+                    f"duplicate id {node_id!r} (first at {first.file}:{first.line})",
+                )
             else:
                 seen[node_id] = (node, path)
 
         for node, path, spec in self._items("sites"):
-            assert isinstance(spec, SiteSpec) and isinstance(node.value, dict)
+            assert isinstance(spec, SiteSpec)
+            assert isinstance(node.value, dict)
             claim(spec.id, node, path)
             if spec.region not in regions and spec.region not in self.broken_ids:
-                self.fail(node.value["region"], f"{path}.region",
-                          f"unknown region {spec.region!r}{_hint(spec.region, regions)}")
+                self.fail(
+                    node.value["region"],
+                    f"{path}.region",
+                    f"unknown region {spec.region!r}{_hint(spec.region, regions)}",
+                )
             region_path = regions[spec.region].path if spec.region in regions else ()
             devices: list[Device] = []
             for i, dnode in enumerate(spec.devices):
@@ -324,13 +343,30 @@ class _Resolver:
                 device = self._device(dspec, dnode, dpath, templates, spec.id)
                 if device is not None:
                     devices.append(device)
-            sites.append(Site(spec.id, spec.name, spec.level, spec.region, region_path,
-                              spec.lat, spec.lon, spec.parent, tuple(devices)))
+            sites.append(
+                Site(
+                    spec.id,
+                    spec.name,
+                    spec.level,
+                    spec.region,
+                    region_path,
+                    spec.lat,
+                    spec.lon,
+                    spec.parent,
+                    tuple(devices),
+                )
+            )
         self._parent_nodes = seen
         return sites
 
-    def _device(self, spec: DeviceSpec, node: Node, path: str,
-                templates: dict[str, TemplateSpec], site_id: str) -> Device | None:
+    def _device(
+        self,
+        spec: DeviceSpec,
+        node: Node,
+        path: str,
+        templates: dict[str, TemplateSpec],
+        site_id: str,
+    ) -> Device | None:
         assert isinstance(node.value, dict)
         kind, link = spec.kind, spec.link
         pairs: list[tuple[CheckSpec, Node, str, object]] = []
@@ -339,16 +375,19 @@ class _Resolver:
             if tmpl is None:
                 if spec.template in self.broken_ids:
                     return None
-                self.fail(node.value["template"], f"{path}.template",
-                          f"unknown device template {spec.template!r}"
-                          f"{_hint(spec.template, templates)}")
+                self.fail(
+                    node.value["template"],
+                    f"{path}.template",
+                    f"unknown device template {spec.template!r}{_hint(spec.template, templates)}",
+                )
                 return None
             kind = kind or tmpl.kind
             link = link or tmpl.link
             pairs = list(self.template_checks[spec.template])
         own = node.value.get("checks")
         for j, c in enumerate(spec.checks):
-            assert own is not None and isinstance(own.value, list)
+            assert own is not None
+            assert isinstance(own.value, list)
             cname = c.name or c.kind
             pairs = [p for p in pairs if (p[0].name or p[0].kind) != cname]
             cpath = f"{path}.checks[{j}]"
@@ -361,14 +400,25 @@ class _Resolver:
         for c, cnode, cpath, built in pairs:
             cname = c.name or c.kind
             if cname in names:
-                self.fail(cnode, cpath, f"two checks named {cname!r} on one device: "
-                          "give one a distinct name")
+                self.fail(
+                    cnode,
+                    cpath,
+                    f"two checks named {cname!r} on one device: give one a distinct name",
+                )
                 continue
             names.add(cname)
             if built is not _BAD:
                 checks.append(Check(c.kind, cname, c.interval_seconds, c.timeout_seconds, built))
-        return Device(spec.id, spec.name or spec.id, kind, spec.address, link, spec.parent,
-                      tuple(checks), site_id)
+        return Device(
+            spec.id,
+            spec.name or spec.id,
+            kind,
+            spec.address,
+            link,
+            spec.parent,
+            tuple(checks),
+            site_id,
+        )
 
     def _params(self, c: CheckSpec, node: Node, path: str) -> object:
         if self.types is None:
@@ -376,8 +426,12 @@ class _Resolver:
         ptype = self.types.get(c.kind)
         if ptype is None:
             assert isinstance(node.value, dict)
-            self.fail(node.value["kind"], f"{path}.kind", f"unknown probe kind {c.kind!r}"
-                      f"{_hint(c.kind, self.types)} (known: {', '.join(sorted(self.types))})")
+            self.fail(
+                node.value["kind"],
+                f"{path}.kind",
+                f"unknown probe kind {c.kind!r}"
+                f"{_hint(c.kind, self.types)} (known: {', '.join(sorted(self.types))})",
+            )
             return _BAD
         pnode = c.params if c.params is not None else Node({}, node.line, node.file)
         n_before = len(self.issues)
@@ -387,13 +441,16 @@ class _Resolver:
     def _parents(self, inv: Inventory) -> None:
         """Unknown parents and cycles in the dependency chain (device -> site -> parent)."""
         for site in inv.sites:
-            for node_id, parent in [(site.id, site.parent)] + [(d.id, d.parent) for d in
-                                                                 site.devices]:
-                if (parent is not None and inv.get(parent) is None
-                        and parent not in self.broken_ids):
+            for node_id, parent in [(site.id, site.parent)] + [
+                (d.id, d.parent) for d in site.devices
+            ]:
+                if parent is not None and inv.get(parent) is None and parent not in self.broken_ids:
                     n, npath = self._parent_nodes[node_id]
-                    self.fail(_key(n, "parent"), f"{npath}.parent", f"unknown parent {parent!r}"
-                              f"{_hint(parent, self._parent_nodes)}")
+                    self.fail(
+                        _key(n, "parent"),
+                        f"{npath}.parent",
+                        f"unknown parent {parent!r}{_hint(parent, self._parent_nodes)}",
+                    )
         if getattr(self, "duplicates", False):
             return  # with two nodes under one id, any chain found would be fiction
         reported: set[str] = set()
@@ -402,13 +459,16 @@ class _Resolver:
             cur: str | None = inv.upstream(start)
             while cur is not None:
                 if cur in chain:
-                    cycle = chain[chain.index(cur):] + [cur]
+                    cycle = [*chain[chain.index(cur) :], cur]
                     key = min(cycle)
                     if key not in reported:
                         reported.add(key)
                         n, npath = self._parent_nodes[start]
-                        self.fail(_key(n, "parent"), f"{npath}.parent",
-                                  "cycle in the parent chain: " + " -> ".join(cycle))
+                        self.fail(
+                            _key(n, "parent"),
+                            f"{npath}.parent",
+                            "cycle in the parent chain: " + " -> ".join(cycle),
+                        )
                     break
                 chain.append(cur)
                 node = inv.get(cur)

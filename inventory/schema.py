@@ -55,14 +55,14 @@ def check(cls: type[T], node: Node | object, path: str = "") -> T:
     result = build(cls, node, path, issues)
     if issues or result is None:
         raise ConfigError(sort_issues(issues) or [Issue(node.file, node.line, path, "invalid")])
-    return result
+    return typing.cast(T, result)
 
 
 def build(tp: Any, node: Node, path: str, issues: list[Issue]) -> Any:
     """Build a value of type ``tp``; on problems append to ``issues`` and return None."""
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
+        args = tuple(a for a in get_args(tp) if a is not type(None))
         if node.value is None:
             if len(args) != len(get_args(tp)):
                 return None
@@ -87,10 +87,12 @@ def build(tp: Any, node: Node, path: str, issues: list[Issue]) -> Any:
         if not isinstance(node.value, list):
             return _fail(issues, node, path, f"must be a list, got {_show(node)}")
         n_before = len(issues)
-        items = [build(args[0], item, f"{path}[{i}]", issues) for i, item in enumerate(node.value)]
-        return tuple(items) if len(issues) == n_before else None
+        items = tuple(
+            build(args[0], item, f"{path}[{i}]", issues) for i, item in enumerate(node.value)
+        )
+        return items if len(issues) == n_before else None
     if origin is dict:
-        key_tp, val_tp = get_args(tp)
+        _key_tp, val_tp = get_args(tp)
         if not isinstance(node.value, dict):
             return _fail(issues, node, path, f"must be a mapping, got {_show(node)}")
         n_before = len(issues)
@@ -100,7 +102,9 @@ def build(tp: Any, node: Node, path: str, issues: list[Issue]) -> Any:
         if not isinstance(node.value, str) or not is_reference(node.value):
             # Never echo what was given: it may be the secret itself.
             return _fail(
-                issues, node, path,
+                issues,
+                node,
+                path,
                 "must be a reference like ${SNMP_COMMUNITY} or file:/etc/diemcau/secret; "
                 "secrets are never written in the file itself",
             )
@@ -166,13 +170,14 @@ def _build_dataclass(cls: type, node: Node, path: str, issues: list[Issue]) -> A
             _fail(issues, sub, _join(path, key), f"unknown key{hint}")
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
-        sub = node.value.get(name)
-        if sub is None:
+        found = node.value.get(name)
+        if found is None:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 issues.append(
                     Issue(node.file, node.line, _join(path, name), "missing required key")
                 )
             continue
+        sub = found
         value = build(hints[name], sub, _join(path, name), issues)
         if value is None and sub.value is not None:
             continue

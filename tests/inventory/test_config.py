@@ -19,7 +19,8 @@ def test_the_example_config_loads_with_the_sample_province(kinds: dict[str, type
     import probes
 
     cfg = load_config(EXAMPLE, probes.params_types())
-    assert cfg.agent is not None and cfg.agent.site == "bt-phan-thiet-phu-thuy"
+    assert cfg.agent is not None
+    assert cfg.agent.site == "bt-phan-thiet-phu-thuy"
     assert cfg.central is not None
     assert len(cfg.inventory.sites) == 133
 
@@ -35,8 +36,9 @@ def test_every_option_of_the_model_is_in_the_example_with_a_comment() -> None:
         pattern = re.compile(rf"^\s*(- )?{re.escape(leaf)}:")
         idx = [i for i, ln in enumerate(lines) if pattern.match(ln)]
         # the key is there, and a comment stands above it (possibly above a small group)
-        if not idx or not any(lines[j].lstrip().startswith("#")
-                              for i in idx for j in range(max(0, i - 6), i)):
+        if not idx or not any(
+            lines[j].lstrip().startswith("#") for i in idx for j in range(max(0, i - 6), i)
+        ):
             missing.append(path)
     assert missing == []
 
@@ -57,8 +59,14 @@ def test_a_broken_config_reports_every_problem_located(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(p)
     got = [str(i).replace(str(p), "config.yaml") for i in info.value.issues]
-    assert any(re.match(r"config.yaml:\d+: agent.max_concurency: unknown key; did you mean "
-                        r"'max_concurrency'\?", g) for g in got), got
+    assert any(
+        re.match(
+            r"config.yaml:\d+: agent.max_concurency: unknown key; did you mean "
+            r"'max_concurrency'\?",
+            g,
+        )
+        for g in got
+    ), got
     assert any(re.match(r"config.yaml:\d+: central.listen: must be HOST:PORT", g) for g in got)
     assert any("health.down_after (9) cannot exceed health.window (3)" in g for g in got)
     assert len(got) == 3  # agent.site is checked once the rest is valid

@@ -19,7 +19,8 @@ def test_rows_of_one_site_merge_into_one_site_with_utf8_names() -> None:
     [site] = out["sites"]
     assert site["name"] == "UBND phường Phú Thủy"
     assert [d["id"] for d in site["devices"]] == ["bt-pt-phu-thuy-ont", "bt-pt-phu-thuy-4g"]
-    assert site["lat"] == 10.93 and site["parent"] == "bt-pt-router"
+    assert site["lat"] == 10.93
+    assert site["parent"] == "bt-pt-router"
 
 
 def test_bad_rows_are_reported_by_line_and_nothing_is_produced() -> None:
@@ -40,12 +41,12 @@ def test_rows_that_disagree_about_their_site_are_refused() -> None:
 
 
 def test_unknown_columns_and_regions_are_named() -> None:
-    with pytest.raises(ConfigError, match="unknown column.*colour"):
+    with pytest.raises(ConfigError, match=r"unknown column.*colour"):
         csv_to_yaml(HEADER.replace("template", "colour").encode() + ROWS.encode(), "s.csv")
-    with pytest.raises(ConfigError, match="s.csv:2: region: unknown region 'bt-pt'"):
+    with pytest.raises(ConfigError, match=r"s\.csv:2: region: unknown region 'bt-pt'"):
         csv_to_yaml((HEADER + ROWS).encode(), "s.csv", known_regions=["bt"])
 
 
 def test_a_spreadsheet_saved_in_a_legacy_encoding_is_refused_clearly() -> None:
-    with pytest.raises(ConfigError, match="not UTF-8.*CSV UTF-8"):
+    with pytest.raises(ConfigError, match=r"not UTF-8.*CSV UTF-8"):
         csv_to_yaml((HEADER + ROWS).encode("cp1258", errors="replace"), "s.csv")

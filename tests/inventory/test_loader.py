@@ -70,7 +70,9 @@ def test_a_good_inventory_loads_with_paths_templates_and_parents(
     assert (ont.kind, ont.link) == (DeviceKind.ONT, Link.FIBER)
     # The device's own "web" check replaced the template's, and params were built.
     assert [(c.name, c.params) for c in ont.checks] == [
-        ("icmp", kinds["icmp"]()), ("web", kinds["tcp"](port=8080))]
+        ("icmp", kinds["icmp"]()),
+        ("web", kinds["tcp"](port=8080)),
+    ]
     assert ont.checks[0].interval_seconds == 5
     assert inv.upstream("bt-pt-phu-thuy-ont") == "bt-ubnd-core"  # from the site
     assert inv.upstream("bt-pt-phu-thuy-codec") == "bt-pt-phu-thuy-ont"  # its own
@@ -79,11 +81,13 @@ def test_a_good_inventory_loads_with_paths_templates_and_parents(
 def test_every_cross_reference_problem_is_reported_at_once(
     tmp_path: Path, kinds: dict[str, type]
 ) -> None:
-    bad = (GOOD.replace("parent: bt-ubnd-core", "parent: bt-ubnd-cor")
-           .replace("template: ont", "template: onnt")
-           .replace("codec.example", "10.0.0.256")
-           .replace("{kind: icmp, interval_seconds: 5}", "{kind: icmpp, interval_seconds: 5}")
-           .replace("region: bt-pt-pt", "region: bt-pt-xx"))
+    bad = (
+        GOOD.replace("parent: bt-ubnd-core", "parent: bt-ubnd-cor")
+        .replace("template: ont", "template: onnt")
+        .replace("codec.example", "10.0.0.256")
+        .replace("{kind: icmp, interval_seconds: 5}", "{kind: icmpp, interval_seconds: 5}")
+        .replace("region: bt-pt-pt", "region: bt-pt-xx")
+    )
     got = problems(tmp_path, bad, kinds)
     assert got == [
         "sites.yaml:10: device_templates.ont.checks[0].kind: unknown probe kind 'icmpp'; "
@@ -101,14 +105,17 @@ def test_every_cross_reference_problem_is_reported_at_once(
 def test_duplicate_ids_point_at_the_first_one(tmp_path: Path, kinds: dict[str, type]) -> None:
     bad = GOOD.replace("id: bt-pt-phu-thuy-codec", "id: bt-ubnd-core")
     got = problems(tmp_path, bad, kinds)
-    assert got[0] == ("sites.yaml:34: sites[1].devices[1].id: duplicate id 'bt-ubnd-core' "
-                      "(first at sites.yaml:20)")
+    assert got[0] == (
+        "sites.yaml:34: sites[1].devices[1].id: duplicate id 'bt-ubnd-core' "
+        "(first at sites.yaml:20)"
+    )
 
 
 def test_a_cycle_in_the_parent_chain_is_refused(tmp_path: Path, kinds: dict[str, type]) -> None:
-    bad = GOOD.replace("{id: bt-ubnd-core, kind: router, address: 192.0.2.1}",
-                       "{id: bt-ubnd-core, kind: router, address: 192.0.2.1, "
-                       "parent: bt-pt-phu-thuy-codec}")
+    bad = GOOD.replace(
+        "{id: bt-ubnd-core, kind: router, address: 192.0.2.1}",
+        "{id: bt-ubnd-core, kind: router, address: 192.0.2.1, parent: bt-pt-phu-thuy-codec}",
+    )
     [got] = problems(tmp_path, bad, kinds)
     assert "cycle in the parent chain" in got
     assert "bt-ubnd-core -> bt-pt-phu-thuy-codec -> bt-pt-phu-thuy-ont -> bt-ubnd-core" in got
@@ -117,8 +124,10 @@ def test_a_cycle_in_the_parent_chain_is_refused(tmp_path: Path, kinds: dict[str,
 def test_a_cycle_in_the_region_tree_is_reported_once(
     tmp_path: Path, kinds: dict[str, type]
 ) -> None:
-    bad = GOOD.replace("{id: bt, name: Bình Thuận, level: province}",
-                       "{id: bt, name: Bình Thuận, level: province, parent: bt-pt-pt}")
+    bad = GOOD.replace(
+        "{id: bt, name: Bình Thuận, level: province}",
+        "{id: bt, name: Bình Thuận, level: province, parent: bt-pt-pt}",
+    )
     got = problems(tmp_path, bad, kinds)
     assert sum("cycle in the region tree" in g for g in got) == 1
 

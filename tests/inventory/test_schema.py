@@ -36,25 +36,35 @@ def issues_of(text: str) -> list[str]:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("name: a\nitems:\n  - port: 80a\n",
-                     "sites.yaml:3: items[0].port: must be an integer, got '80a'",
-                     id="a port that is not a number"),
-        pytest.param("name: a\nitems:\n  - port: 70000\n",
-                     "sites.yaml:3: items[0].port: must be 1..65535, got 70000",
-                     id="a port out of range"),
-        pytest.param("name: a\nitems:\n  - intervl_seconds: 5\n",
-                     "sites.yaml:3: items[0].intervl_seconds: unknown key; "
-                     "did you mean 'interval_seconds'?",
-                     id="a misspelt key gets a suggestion"),
-        pytest.param("name: a\nitems:\n  - version: 2\n",
-                     "sites.yaml:3: items[0].version: must be one of '1', '2c', '3', got 2; "
-                     "did you mean '2c'?",
-                     id="a value outside a closed set"),
-        pytest.param("name: a\nitems:\n  - enabled: 'yes please'\n",
-                     "sites.yaml:3: items[0].enabled: must be true or false, got 'yes please'",
-                     id="a boolean given as text"),
-        pytest.param("items: []\n", "sites.yaml:1: name: missing required key",
-                     id="a missing required key"),
+        pytest.param(
+            "name: a\nitems:\n  - port: 80a\n",
+            "sites.yaml:3: items[0].port: must be an integer, got '80a'",
+            id="a port that is not a number",
+        ),
+        pytest.param(
+            "name: a\nitems:\n  - port: 70000\n",
+            "sites.yaml:3: items[0].port: must be 1..65535, got 70000",
+            id="a port out of range",
+        ),
+        pytest.param(
+            "name: a\nitems:\n  - intervl_seconds: 5\n",
+            "sites.yaml:3: items[0].intervl_seconds: unknown key; did you mean 'interval_seconds'?",
+            id="a misspelt key gets a suggestion",
+        ),
+        pytest.param(
+            "name: a\nitems:\n  - version: 2\n",
+            "sites.yaml:3: items[0].version: must be one of '1', '2c', '3', got 2; "
+            "did you mean '2c'?",
+            id="a value outside a closed set",
+        ),
+        pytest.param(
+            "name: a\nitems:\n  - enabled: 'yes please'\n",
+            "sites.yaml:3: items[0].enabled: must be true or false, got 'yes please'",
+            id="a boolean given as text",
+        ),
+        pytest.param(
+            "items: []\n", "sites.yaml:1: name: missing required key", id="a missing required key"
+        ),
     ],
 )
 def test_each_problem_is_located_with_file_line_and_path(text: str, expected: str) -> None:
@@ -74,9 +84,14 @@ def test_all_problems_are_reported_together_in_file_order() -> None:
 
 
 def test_valid_input_builds_frozen_values() -> None:
-    out = check(Outer, load_yaml(
-        "name: Phú Thủy\nitems:\n  - {port: '1161', version: 3, community: '${C}', "
-        "tags: [a, b]}\n", "f"))
+    out = check(
+        Outer,
+        load_yaml(
+            "name: Phú Thủy\nitems:\n  - {port: '1161', version: 3, community: '${C}', "
+            "tags: [a, b]}\n",
+            "f",
+        ),
+    )
     assert out == Outer("Phú Thủy", (Port(1161, 30.0, "3", SecretRef("${C}"), ("a", "b")),))
 
 

@@ -11,7 +11,8 @@ from inventory.secrets import SecretRef
 def test_env_reference_reveals_only_on_demand(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DC_TEST_SECRET", "hunter2")
     ref = SecretRef("${DC_TEST_SECRET}")
-    assert "hunter2" not in repr(ref) and "hunter2" not in str(ref)
+    assert "hunter2" not in repr(ref)
+    assert "hunter2" not in str(ref)
     assert ref.reveal() == "hunter2"
 
 
