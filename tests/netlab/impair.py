@@ -57,8 +57,8 @@ from typing import IO, Literal
 __all__ = [
     "DIRECTIONS",
     "Config",
-    "DirectionState",
     "Direction",
+    "DirectionState",
     "FrameKind",
     "Impairer",
     "classify",
@@ -427,9 +427,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="uniform: half-width of the delay spread; normal: its standard deviation",
     )
-    p.add_argument(
-        "--jitter-distribution", choices=("uniform", "normal"), default="uniform"
-    )
+    p.add_argument("--jitter-distribution", choices=("uniform", "normal"), default="uniform")
     p.add_argument("--loss", type=float, default=0.0, help="per-frame drop ratio, per direction")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--reorder", action="store_true", help="let jitter reorder frames")

@@ -2,7 +2,8 @@
 
 ::
 
-    A: dc0 198.18.0.1/24 fd00:dc::1/64  ==veth==  M: dcma [impairer] dcmb  ==veth==  B: dc0 198.18.0.2/24 fd00:dc::2/64
+    A  dc0 198.18.0.1/24   ==veth==  M  dcma [impairer] dcmb  ==veth==  B  dc0 198.18.0.2/24
+           fd00:dc::1/64                                                   fd00:dc::2/64
 
 Every lab gets three fresh namespaces named ``dc-<pid>-<n>-a|m|b`` and deletes them when its
 ``with`` block ends, failure or not. Addresses are the benchmark range 198.18.0.0/15 and
@@ -132,17 +133,18 @@ class Namespace:
 
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args)`` in a fresh thread inside the namespace; blocks until it returns."""
-        return self._submit(fn, *args, **kwargs).result()
+        return self._submit(lambda: fn(*args, **kwargs)).result()
 
     def run(self, coro_fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a coroutine to completion on a new event loop inside the namespace."""
-        return self._submit(self._loop_main, coro_fn, *args, **kwargs).result()
+        return self._submit(lambda: self._loop_main(lambda: coro_fn(*args, **kwargs))).result()
 
     async def arun(
         self, coro_fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Like :meth:`run`, awaited from another event loop without blocking it."""
-        return await asyncio.wrap_future(self._submit(self._loop_main, coro_fn, *args, **kwargs))
+        future = self._submit(lambda: self._loop_main(lambda: coro_fn(*args, **kwargs)))
+        return await asyncio.wrap_future(future)
 
     def write_sysctls(self, values: Mapping[str, str]) -> None:
         """Set ``net.*`` sysctls of this namespace (``/proc/sys/net`` follows the thread)."""
@@ -151,21 +153,17 @@ class Namespace:
     def read_sysctl(self, key: str) -> str:
         return self.call(_read_sysctl, key)
 
-    def _loop_main(
-        self, coro_fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
+    def _loop_main(self, make_coro: Callable[[], Awaitable[T]]) -> T:
         async def main() -> T:
             executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=4, initializer=_enter_namespace, initargs=(self.path,)
             )
             asyncio.get_running_loop().set_default_executor(executor)
-            return await coro_fn(*args, **kwargs)
+            return await make_coro()
 
         return asyncio.run(main())
 
-    def _submit(
-        self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
-    ) -> concurrent.futures.Future[T]:
+    def _submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def target() -> None:
@@ -173,7 +171,7 @@ class Namespace:
                 return
             try:
                 _enter_namespace(self.path)
-                future.set_result(fn(*args, **kwargs))
+                future.set_result(fn())
             except BaseException as e:  # handed to the caller, not lost with the thread
                 future.set_exception(e)
 
@@ -282,7 +280,10 @@ def build_lab(*, seed_neighbours: bool = True) -> Iterator[Lab]:
             _ip("-n", host.name, "addr", "add", f"{v6}/64", "dev", IFNAME, "nodad")
             _ip("-n", host.name, "link", "set", "dev", IFNAME, "up")
         if seed_neighbours:
-            for host, v4, v6, mac in ((lab.a, B_IPV4, B_IPV6, B_MAC), (lab.b, A_IPV4, A_IPV6, A_MAC)):
+            for host, v4, v6, mac in (
+                (lab.a, B_IPV4, B_IPV6, B_MAC),
+                (lab.b, A_IPV4, A_IPV6, A_MAC),
+            ):
                 for address in (v4, v6):
                     _ip(
                         "-n", host.name, "neigh", "replace", address,
@@ -477,7 +478,10 @@ def start_impairer(
             "--stats", str(stats_path), "--echo-log", str(echo_log_path), "--exit-with-stdin",
         ]
     )  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
