@@ -1,3 +1,12 @@
-"""diemcau exporters package."""
+"""Prometheus exposition (collectors), remote_write, Alertmanager and webhook senders."""
 
-__all__: list[str] = []
+from exporters.prometheus import (
+    Family,
+    Point,
+    SnapshotCollector,
+    exposition,
+    group,
+    new_registry,
+)
+
+__all__ = ["Family", "Point", "SnapshotCollector", "exposition", "group", "new_registry"]
