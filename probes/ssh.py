@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import os
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -462,6 +463,10 @@ async def _connect(
         return f"SSH key exchange with {where} failed: {exc.reason}"
     except asyncssh.DisconnectError as exc:
         return f"SSH connection to {where} failed: {exc.reason}"
+    except socket.gaierror as exc:
+        return (
+            f"cannot resolve {target.host!r}: {exc.strerror or exc} (check DNS or use an address)"
+        )
     except ConnectionRefusedError:
         return (
             f"nothing listens on {where}: connection refused (SSH server stopped, or wrong port?)"

@@ -80,6 +80,7 @@ class SshdPeer:
     port: int = 0
     username: str = field(default_factory=getpass.getuser)
     starts: int = 0
+    _public_key: str = ""  # "ssh-ed25519 AAAA...", read at start so tests in a loop need no I/O
     _stack: contextlib.ExitStack | None = None
     _proc: subprocess.Popen[bytes] | None = None
 
@@ -120,6 +121,7 @@ class SshdPeer:
             # sshd refuses port 0 in ListenAddress: take one the OS just handed out
             self.port = free_port(host=self.host)
         self.starts += 1
+        self._public_key = " ".join(self.host_key.with_suffix(".pub").read_text().split()[:2])
         config = self.workdir / "sshd_config"
         config.write_text(
             _SSHD_CONFIG.format(
@@ -176,8 +178,7 @@ class SshdPeer:
 
     def known_hosts_line(self) -> str:
         """This server's key as a known_hosts line (what ``ssh-keyscan`` would give)."""
-        kind, blob = self.host_key.with_suffix(".pub").read_text().split()[:2]
-        return f"[{self.host}]:{self.port} {kind} {blob}\n"
+        return f"[{self.host}]:{self.port} {self._public_key}\n"
 
     def host_fingerprint(self) -> str:
         out = subprocess.run(
