@@ -232,8 +232,9 @@ async def _probe(target: Target, params: Params) -> tuple[ProbeResult, tuple[str
         entry, reused = got
         try:
             try:
+                # stdin at EOF: a device CLI that reads its input must not wait for ours
                 process = await entry.conn.create_process(
-                    command, encoding="utf-8", errors="replace"
+                    command, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace"
                 )
             except (asyncssh.Error, OSError) as exc:
                 pool.discard(key, entry)

@@ -176,6 +176,14 @@ async def test_plain_command_with_expect(
     assert [s.name for s in result.samples] == ["diemcau_ssh_command_seconds"]
 
 
+async def test_a_command_reading_stdin_gets_end_of_file(sshd: SshdPeer, tmp_path: Path) -> None:
+    p = params(sshd, await trusted(sshd, tmp_path), parser="none", command="cat; echo done")
+    async with asyncio.timeout(10):  # without EOF on stdin, cat would wait forever
+        result = await ssh.probe(LOCAL, p)
+    assert result.status is Status.UP, result.reason
+    assert dict(result.info)["first_line"] == "done"
+
+
 # --- host keys --------------------------------------------------------------------------------
 
 
