@@ -125,6 +125,8 @@ class Params:
             name, colon, _ = header.partition(":")
             if not colon or not name.strip():
                 problems.append(f"header {header!r} is not 'Name: value'")
+            elif "\r" in header or "\n" in header:
+                problems.append(f"header {header!r} must be one line")
         if ":" in self.username:
             problems.append("username must not contain ':' (HTTP Basic cannot carry it)")
         if self.password is not None and not self.username:
@@ -157,7 +159,13 @@ async def probe(target: Target, params: Params) -> ProbeResult:
         headers.append(("Authorization", basic_authorization(params.username, password)))
 
     certificates: list[bytes] = []  # DER of every server certificate seen, last one last
-    tls = await _tls_context(params, certificates) if _own_tls(url, params) else None
+    tls: ssl.SSLContext | None = None
+    if _own_tls(url, params):
+        try:
+            tls = await _tls_context(params, certificates)
+        except (OSError, ssl.SSLError) as exc:  # FileNotFoundError, or not PEM
+            detail = exc.strerror if isinstance(exc, FileNotFoundError) else _ssl_message(exc)
+            return _down(started, f"cannot load ca_file {params.ca_file}: {detail}")
 
     # The caller owns the deadline (asyncio.timeout around the probe): no aiohttp timeouts.
     timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None)
@@ -417,7 +425,7 @@ def _connect_error_reason(exc: aiohttp.ClientConnectorError, url: str) -> str:
 def _ssl_message(exc: BaseException) -> str:
     """OpenSSL's words without the ``[SSL: CODE]`` prefix and ``(_ssl.c:N)`` suffix."""
     text = str(exc.args[1]) if isinstance(exc, ssl.SSLError) and len(exc.args) > 1 else str(exc)
-    return re.sub(r"^\[SSL: [A-Z0-9_]+\] |\s*\(_ssl\.c:\d+\)$", "", text)
+    return re.sub(r"^\[[A-Z0-9]+: [A-Z0-9_]+\] |\s*\(_ssl\.c:\d+\)$", "", text)
 
 
 def _normalize_pin(text: str) -> str:

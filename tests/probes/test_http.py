@@ -405,6 +405,27 @@ async def test_an_expired_certificate_fails_ca_verification(seen: Seen, pki: Pki
     assert "certificate has expired" in result.reason
 
 
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        pytest.param(None, "No such file or directory", id="missing CA file"),
+        pytest.param("not a certificate", "no certificate or crl found", id="CA file not PEM"),
+    ],
+)
+async def test_an_unusable_ca_file_is_down_naming_it(
+    tls_port: int, tmp_path: Path, seen: Seen, content: str | None, phrase: str
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    if content is not None:
+        ca_file.write_text(content)
+    params = http.Params(scheme="https", port=tls_port, ca_file=str(ca_file))
+    result = await http.probe(LOCAL, params)
+    assert result.status is Status.DOWN
+    assert result.reason.startswith(f"cannot load ca_file {ca_file}: ")
+    assert phrase in result.reason
+    assert seen.paths == []
+
+
 async def test_https_to_a_plain_http_port_is_a_failed_handshake(port: int) -> None:
     result = await http.probe(LOCAL, http.Params(scheme="https", port=port, insecure=True))
     assert result.status is Status.DOWN
@@ -535,6 +556,7 @@ def server_tasks() -> set[asyncio.Task[object]]:
             id="regex with HEAD",
         ),
         pytest.param({"headers": ("NoColon",)}, "is not 'Name: value'", id="header without colon"),
+        pytest.param({"headers": ("X-A: 1\r\nX-B: 2",)}, "must be one line", id="header injection"),
         pytest.param(
             {"password": SecretRef("${P}")}, "password given without username", id="password alone"
         ),
