@@ -33,6 +33,8 @@ on ``SIGUSR1`` and at exit. ``--echo-log PATH`` records one line per ICMP echo f
 flushed at the same moments: the exact delays the link applied, for comparing a
 measurement against what really happened. ``--exit-with-stdin`` ends the impairer when
 its standard input closes, so it cannot outlive the test that started it.
+``--realtime-priority N`` runs it under ``SCHED_FIFO``, so that a busy machine does not
+wake it late (the lab uses 10).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ PACKET_IGNORE_OUTGOING = 23
 PACKET_OUTGOING = 4
 SO_RCVBUFFORCE = 33
 SO_SNDBUFFORCE = 32
+SO_TIMESTAMPNS = 35
 # ICMPv6 types that keep the link working: MLD (130-132, 143), ND (133-137).
 _ICMPV6_CONTROL = frozenset({130, 131, 132, 133, 134, 135, 136, 137, 143})
 _ECHO_TYPES_V4 = frozenset({0, 8})
@@ -259,6 +262,7 @@ def open_packet_socket(ifname: str) -> socket.socket:
                 sock.setsockopt(socket.SOL_SOCKET, option, 4 << 20)
             except PermissionError:
                 sock.setsockopt(socket.SOL_SOCKET, fallback, 4 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind((ifname, ETH_P_ALL))
         ifindex = socket.if_nametoindex(ifname)
         mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
@@ -341,12 +345,19 @@ class Impairer:
         state = self.states[side]
         while True:
             try:
-                frame, address = sock.recvfrom(65_536)
+                frame, ancillary, _, address = sock.recvmsg(65_536, 64)
             except (BlockingIOError, InterruptedError):
                 return
-            arrival = time.monotonic()
             if address[2] == PACKET_OUTGOING:  # kernels without PACKET_IGNORE_OUTGOING
                 continue
+            # Hold from the kernel's arrival time, so waking late to read a frame does
+            # not add to its delay (it only has to be read before it is due).
+            arrival = time.monotonic()
+            for level, cmsg_type, value in ancillary:
+                if level == socket.SOL_SOCKET and cmsg_type == SO_TIMESTAMPNS and len(value) >= 16:
+                    seconds, nanoseconds = struct.unpack_from("qq", value)
+                    age_ns = time.time_ns() - (seconds * 1_000_000_000 + nanoseconds)
+                    arrival -= min(max(age_ns, 0), 1_000_000_000) / 1e9
             kind = classify(frame)
             key = echo_key(frame) if kind == "echo" and self.echo_log is not None else None
             departure = state.admit(kind, arrival)
@@ -435,6 +446,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", type=Path, help="JSON counters: at start, on SIGUSR1, at exit")
     p.add_argument("--echo-log", type=Path, help="one line per ICMP echo frame")
     p.add_argument("--exit-with-stdin", action="store_true", help="stop when stdin closes")
+    p.add_argument(
+        "--realtime-priority",
+        type=int,
+        default=0,
+        help="run under SCHED_FIFO at this priority (1-99; 0: normal scheduling)",
+    )
     return p
 
 
@@ -453,6 +470,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"impair: {e}", file=sys.stderr)
         return 2
+    if args.realtime_priority:
+        # On a busy machine a normal process can wake tens of ms late, which would add
+        # to the configured delay. The loop sleeps in select(), so it cannot hog a CPU.
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime_priority))
+        except PermissionError:
+            print("impair: no permission for SCHED_FIFO, running normally", file=sys.stderr)
     a = open_packet_socket(args.a)
     b = open_packet_socket(args.b)
     echo_log = args.echo_log.open("w", buffering=1 << 20) if args.echo_log else None

@@ -434,7 +434,8 @@ class ImpairerHandle:
         return ImpairerStats(_direction_stats(raw["a_to_b"]), _direction_stats(raw["b_to_a"]))
 
     def echo_records(self) -> list[EchoRecord]:
-        """Every echo frame so far, in the order the impairer decided about it."""
+        """Every echo frame so far, in the order the impairer decided about it: a dropped
+        frame at its arrival, a forwarded one at its departure."""
         self._dump()
         records = []
         for line in self.echo_log_path.read_text().splitlines():
@@ -475,7 +476,8 @@ def start_impairer(
     argv = lab.m.argv(
         [
             python, "-m", "tests.netlab.impair", "--a", a_if, "--b", b_if, *config.argv(),
-            "--stats", str(stats_path), "--echo-log", str(echo_log_path), "--exit-with-stdin",
+            "--stats", str(stats_path), "--echo-log", str(echo_log_path),
+            "--exit-with-stdin", "--realtime-priority=10",
         ]
     )  # fmt: skip
     env = {

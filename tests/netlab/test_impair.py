@@ -184,10 +184,10 @@ def test_link_matches_the_model_measured_by_fping(impaired_link: MakeLink) -> No
 
     assert got.sent == 400
     assert got.sent - got.received == drops.a_to_b.lost.echo + drops.b_to_a.lost.echo
-    assert all(60 * MS <= r <= 101 * MS for r in rtts if r is not None)
-    assert (
-        truth.rtt_avg_seconds - 2.0 * MS <= got.rtt_avg_seconds <= truth.rtt_avg_seconds + 3.0 * MS
-    )
+    # The impairer never sends early: 2 x (40 - 10) ms is a hard floor.
+    assert min(r for r in rtts if r is not None) >= 60 * MS
+    assert truth.rtt_avg_seconds - 2.0 * MS <= got.rtt_avg_seconds
+    assert got.rtt_avg_seconds <= truth.rtt_avg_seconds + 3.0 * MS
     assert got.rtt_stddev_seconds == pytest.approx(truth.rtt_stddev_seconds, abs=1.2 * MS)
     assert got.jitter_seconds == pytest.approx(truth.jitter_seconds, abs=2.0 * MS)
     assert got.loss_ratio == pytest.approx(truth.loss_ratio, abs=0.067)
@@ -195,11 +195,18 @@ def test_link_matches_the_model_measured_by_fping(impaired_link: MakeLink) -> No
         # per direction ~400 frames, Binomial sd 1.1 points
         assert direction.lost.echo / direction.received.echo == pytest.approx(0.05, abs=0.05)
 
-    # What the link really held each ping, against what fping saw: only the bridge's
-    # latency (Python loop, veth hops) separates them.
-    trips = [t for t in realized_round_trips(link.impairer.echo_records()) if t.held_seconds]
-    held = statistics.fmean(t.held_seconds for t in trips if t.held_seconds is not None)
-    assert 0.0 <= got.rtt_avg_seconds - held <= 1.0 * MS
+    # What the link really held each ping (from the kernel's arrival stamp in M to the
+    # send), against what fping saw: the same pings were lost, and the typical RTT
+    # differs by the veth hops and fping's 0.1 ms display step only. (fping stamps
+    # replies when it reads them, so a busy machine makes a few of its RTTs late.)
+    held = [t.held_seconds for t in realized_round_trips(link.impairer.echo_records())]
+    assert [h is None for h in held] == [r is None for r in rtts]
+    differences = [
+        measured - truth_rtt
+        for measured, truth_rtt in zip(rtts, held, strict=True)
+        if measured is not None and truth_rtt is not None
+    ]
+    assert abs(statistics.median(differences)) <= 0.3 * MS
 
 
 def test_arp_nd_ipv6_cross_the_bridge(impaired_link: MakeLink) -> None:
@@ -209,8 +216,9 @@ def test_arp_nd_ipv6_cross_the_bridge(impaired_link: MakeLink) -> None:
     for target in (link.b_ipv4, link.b_ipv6):
         rtts = fping(link.a.argv([]), target, count=5, period_ms=20)
         assert None not in rtts, (target, rtts)
-        # the first may include the neighbour resolution (another round trip)
-        assert all(10 * MS <= r <= 12 * MS for r in rtts[1:] if r is not None), (target, rtts)
+        # never early; the first may include the neighbour resolution (another round trip)
+        assert all(r is not None and r >= 10 * MS for r in rtts), (target, rtts)
+        assert statistics.median(r for r in rtts if r is not None) < 12 * MS, (target, rtts)
     stats = link.impairer.stats()
     assert stats.a_to_b.received.arp >= 1
     assert stats.b_to_a.received.arp >= 1

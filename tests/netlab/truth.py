@@ -76,7 +76,8 @@ class RoundTrip:
 
 
 def realized_round_trips(records: Iterable[EchoRecord]) -> list[RoundTrip]:
-    """Pair each A->B echo request with the B->A reply of the same (family, id, seq)."""
+    """Pair each A->B echo request with the B->A reply of the same (family, id, seq),
+    in the order the requests reached the impairer."""
     requests: list[EchoRecord] = []
     replies: dict[int, float | None] = {}
     waiting: dict[tuple[int, int, int], deque[int]] = defaultdict(deque)
@@ -88,9 +89,13 @@ def realized_round_trips(records: Iterable[EchoRecord]) -> list[RoundTrip]:
                 waiting[key].append(len(requests) - 1)
         elif record.direction == "b_to_a" and not record.is_request and waiting[key]:
             replies[waiting[key].popleft()] = record.held_seconds
+    # The log is in decision order (a drop at arrival, a send at departure): put the
+    # requests back in the order they arrived, which is the order they were sent.
+    order = sorted(range(len(requests)), key=lambda index: requests[index].arrival_ns)
     return [
         RoundTrip(r.family, r.ident, r.seq, r.held_seconds, replies.get(index))
-        for index, r in enumerate(requests)
+        for index in order
+        for r in (requests[index],)
     ]
 
 
