@@ -28,7 +28,7 @@ from inventory.errors import SecretError
 from inventory.secrets import SecretRef
 from inventory.target import Target
 from probes.result import ProbeResult, Sample, Status
-from probes.tcp import connect_reason, host_port, resolve_reason
+from probes.tcp import connect_reason, host_port, human_seconds, resolve_reason
 
 __all__ = ["Params", "probe"]
 
@@ -335,7 +335,7 @@ def _judge(
 
     status = Status.worst(statuses)
     if not reasons:
-        reasons.append(f"HTTP {response.status} from {shown} in {duration_seconds:.3f} s")
+        reasons.append(f"HTTP {response.status} from {shown} in {human_seconds(duration_seconds)}")
     return ProbeResult(
         status, "; ".join(reasons), tuple(samples), time.perf_counter() - started, tuple(info)
     )

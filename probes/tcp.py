@@ -73,10 +73,10 @@ async def probe(target: Target, params: Params) -> ProbeResult:
         info = (("address", address),)
         limit = params.degraded_above_seconds
         if limit is not None and connect_seconds > limit:
-            reason = f"TCP {where} connected in {connect_seconds:.3f} s, above {limit:g} s"
+            reason = f"TCP {where} connected in {human_seconds(connect_seconds)}, above {limit:g} s"
             status = Status.DEGRADED
         else:
-            reason = f"TCP {where} connected in {connect_seconds:.3f} s"
+            reason = f"TCP {where} connected in {human_seconds(connect_seconds)}"
             status = Status.UP
         return ProbeResult(status, reason, samples, time.perf_counter() - started, info)
 
@@ -88,6 +88,11 @@ async def probe(target: Target, params: Params) -> ProbeResult:
 
 def _down(started: float, reason: str) -> ProbeResult:
     return ProbeResult(Status.DOWN, reason, (), time.perf_counter() - started)
+
+
+def human_seconds(seconds: float) -> str:
+    """``0.4 ms``, ``12.3 ms``, ``1.25 s``: for reasons a person reads."""
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 def host_port(host: str, port: int) -> str:
