@@ -213,13 +213,15 @@ def _build_params(cls: type, values: dict[str, Any]) -> object:
     from inventory.secrets import is_reference
 
     hints = typing.get_type_hints(cls)
+    seps = {f.name: f.metadata.get("separator", ",") for f in dataclasses.fields(cls)}
     raw: dict[str, object] = {}
     for name, value in values.items():
         if value is None:
             continue
         tp = hints[name]
         if isinstance(value, list):
-            items = [x for v in value for x in v.split(",") if x]
+            sep = seps[name]
+            items = [x for v in value for x in (v.split(sep) if sep else [v]) if x]
             if _mentions(tp, SecretRef):
                 items = [_stash(x) if not is_reference(x) else x for x in items]
             raw[name] = items

@@ -69,7 +69,9 @@ class Params:
         default=True, metadata={"doc": "follow up to 10 redirects; off: the 3xx is checked"}
     )
     headers: tuple[str, ...] = field(
-        default=(), metadata={"doc": "extra request headers, each 'Name: value'"}
+        default=(),
+        # Header values may contain commas: on the command line, repeat --headers instead.
+        metadata={"doc": "extra request headers, each 'Name: value'", "separator": None},
     )
     username: str = field(default="", metadata={"doc": "user for HTTP Basic authentication"})
     password: SecretRef | None = field(

@@ -3,5 +3,10 @@
 from __future__ import annotations
 
 pytest_plugins: list[str] = [
+    "tests.netguard",
+    "tests.peers.alertmanager",
+    "tests.peers.chromium",
+    "tests.peers.prometheus",
+    "tests.peers.sip",
     "tests.peers.sshd",
 ]
