@@ -35,7 +35,15 @@ from aiohttp import web
 from agent.pusher import INGEST_PATH
 from inventory import wire
 
-__all__ = ["AgentRecord", "FakeCentral", "FakeTime", "Mode", "RequestLog"]
+__all__ = [
+    "AgentRecord",
+    "FakeCentral",
+    "FakeTime",
+    "Mode",
+    "RequestLog",
+    "make_event",
+    "make_result",
+]
 
 Mode = Literal["ok", "error", "throttle", "hang", "lose_answer"]
 
@@ -51,6 +59,7 @@ class RequestLog:
     heartbeat: wire.Heartbeat | None
     dropped: tuple[tuple[int, int], ...]
     authorization_ok: bool
+    sent_at: float | None
 
 
 @dataclass(slots=True)
@@ -264,6 +273,7 @@ class FakeCentral:
                 heartbeat=batch.heartbeat if batch else None,
                 dropped=batch.dropped if batch else (),
                 authorization_ok=auth_ok,
+                sent_at=batch.sent_at if batch else None,
             )
         )
 
@@ -308,6 +318,59 @@ def _parse(body: object, validate: bool) -> wire.Batch:
         ),
         tuple((a, b) for a, b in body.get("dropped", [])),
         tuple(records),
+    )
+
+
+def make_result(
+    n: int,
+    ts: float = 1_800_000_000.0,
+    *,
+    site: str = "site-a",
+    device: str = "router",
+    check: str = "icmp",
+    samples: int = 1,
+    status: str = "up",
+) -> wire.Result:
+    """A valid result whose first sample's value is ``n`` (to tell records apart)."""
+    return wire.Result(
+        0,
+        ts,
+        site,
+        f"{site}-{device}",
+        check,
+        check,
+        status,
+        "" if status == "up" else f"{check} failed",
+        0.01,
+        tuple(
+            wire.Sample(f"diemcau_test_value_{i}", (("n", str(i)),) if i else (), float(n))
+            for i in range(samples)
+        ),
+    )
+
+
+def make_event(
+    ts: float = 1_800_000_000.0,
+    *,
+    site: str = "site-a",
+    device: str = "router",
+    check: str = "icmp",
+    previous: str = "up",
+    state: str = "down",
+) -> wire.Event:
+    """A valid event (a confirmed state change of one check)."""
+    return wire.Event(
+        0,
+        ts,
+        site,
+        f"{site}-{device}",
+        check,
+        previous,
+        state,
+        ts - 10.0,
+        "no answer",
+        False,
+        "health",
     )
 
 
