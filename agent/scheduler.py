@@ -92,6 +92,7 @@ class _Entry:
         "rng",
         "run_task",
         "runs",
+        "sink_failing",
         "skipped",
     )
 
@@ -104,6 +105,7 @@ class _Entry:
         self.next_run: float | None = None
         self.runs = 0
         self.skipped = 0
+        self.sink_failing = False
 
 
 _Key = tuple[str, str]  # (device id, check name)
@@ -145,7 +147,6 @@ class Scheduler:
         self._skipped = 0
         self._missed = 0
         self._sink_errors = 0
-        self._sink_failing = False
         self._running = 0
         self._waiting = 0
         for device, check in _checks_of(site):
@@ -314,13 +315,13 @@ class Scheduler:
             raise
         except Exception:
             self._sink_errors += 1
-            if not self._sink_failing:
+            if not entry.sink_failing:  # once per failing streak, not at every result
                 log.exception("result sink failed for %s %s", device.id, check.name)
-            self._sink_failing = True
+            entry.sink_failing = True
         else:
-            if self._sink_failing:
-                log.info("result sink works again")
-            self._sink_failing = False
+            if entry.sink_failing:
+                log.info("result sink works again for %s %s", device.id, check.name)
+            entry.sink_failing = False
 
     async def _probe(self, site: Site, device: Device, check: Check) -> ProbeResult:
         target = Target(device.address, device.id, site.id)

@@ -44,12 +44,10 @@ class FakeClock:
         unix_start: float = 1_750_000_000.0,
     ) -> None:
         self._loop = loop if loop is not None else asyncio.get_running_loop()
-        ready = getattr(self._loop, "_ready", None)
-        scheduled = getattr(self._loop, "_scheduled", None)
-        if not isinstance(ready, Sized) or not isinstance(scheduled, list):
+        if not isinstance(getattr(self._loop, "_ready", None), Sized) or not isinstance(
+            getattr(self._loop, "_scheduled", None), list
+        ):
             raise RuntimeError("FakeClock needs CPython's asyncio event loop")
-        self._ready: Sized = ready
-        self._scheduled: list[_TimerHandle] = scheduled
         # Start where the loop's own clock is, so timers it already holds keep their places.
         self._start = self._loop.time()
         self._now = self._start
@@ -117,7 +115,8 @@ class FakeClock:
         """Let the loop run until nothing is ready at the current instant."""
         for _ in range(_MAX_SETTLE_STEPS):
             await asyncio.sleep(0)
-            if not len(self._ready) and not self._timer_due():
+            ready: Sized = getattr(self._loop, "_ready")  # noqa: B009
+            if not len(ready) and not self._timer_due():
                 return
         raise RuntimeError(f"the event loop never went idle in {_MAX_SETTLE_STEPS} steps")
 
@@ -126,4 +125,11 @@ class FakeClock:
         return due is not None and due <= self._now
 
     def _next_timer(self) -> float | None:
-        return min((h.when() for h in self._scheduled if not h.cancelled()), default=None)
+        # Read the heap afresh each time: the loop replaces the list when it purges
+        # cancelled timers. Its head is the earliest unless cancelled (purged lazily).
+        heap: list[_TimerHandle] = getattr(self._loop, "_scheduled")  # noqa: B009
+        if not heap:
+            return None
+        if not heap[0].cancelled():
+            return heap[0].when()
+        return min((h.when() for h in heap if not h.cancelled()), default=None)
