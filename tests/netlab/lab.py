@@ -6,7 +6,8 @@
            fd00:dc::1/64                                                   fd00:dc::2/64
 
 Every lab gets three fresh namespaces named ``dc-<pid>-<n>-a|m|b`` and deletes them when its
-``with`` block ends, failure or not. Addresses are the benchmark range 198.18.0.0/15 and
+``with`` block ends, failure or not (a lab whose process was killed outright is swept by
+the next one: its pid no longer exists). Addresses are the benchmark range 198.18.0.0/15 and
 the ULA fd00:dc::/64, on the lab's own veths only; A and B have no other route, so nothing
 can leave the lab. Inside each namespace:
 
@@ -38,6 +39,7 @@ import fcntl
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -67,6 +69,7 @@ __all__ = [
     "Namespace",
     "build_lab",
     "start_impairer",
+    "sweep_stale_namespaces",
 ]
 
 A_IPV4 = "198.18.0.1"
@@ -230,9 +233,32 @@ class Lab:
 _PING_ALL = {"net.ipv4.ping_group_range": "0 2147483647"}
 
 
+_OUR_NAME = re.compile(r"^dc-(\d+)-\d+-[amb]$")
+
+
+def sweep_stale_namespaces() -> list[str]:
+    """Delete lab namespaces left by a process that no longer exists (killed with -9)."""
+    listed = _ip("netns", "list", check=False).stdout.split("\n")
+    swept = []
+    for line in listed:
+        name = line.split(" ", 1)[0]
+        match = _OUR_NAME.match(name)
+        if not match:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            _ip("netns", "delete", name, check=False)
+            swept.append(name)
+        except PermissionError:
+            pass  # alive, someone else's
+    return swept
+
+
 @contextlib.contextmanager
 def build_lab(*, seed_neighbours: bool = True) -> Iterator[Lab]:
     """Create the three namespaces and their links; delete them when the block ends."""
+    sweep_stale_namespaces()
     base = f"dc-{os.getpid()}-{next(_counter)}"
     lab = Lab(Namespace(f"{base}-a"), Namespace(f"{base}-m"), Namespace(f"{base}-b"))
     created: list[Namespace] = []

@@ -9,6 +9,7 @@ address.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 
@@ -62,8 +63,6 @@ def icmp_allowed() -> None:
     """Loopback ICMP in this namespace needs root (raw) or a wide ping_group_range."""
     with open("/proc/sys/net/ipv4/ping_group_range") as f:
         low, high = (int(x) for x in f.read().split())
-    import os
-
     if not low <= os.getegid() <= high:
         require_root("raw ICMP sockets")
 
@@ -238,6 +237,17 @@ async def test_an_unresolvable_name_is_down(impaired_link: MakeLink) -> None:
     assert result.status is Status.DOWN
     assert result.reason.startswith("cannot resolve 'nosuch.invalid': ")
     assert result.samples == ()
+
+
+@pytest.mark.netns
+async def test_datagram_sockets_where_the_namespace_allows_them(impaired_link: MakeLink) -> None:
+    link = impaired_link()
+    params = Params(count=5, interval_seconds=0.01, socket_type="datagram")
+    for target in (link.b_ipv4, link.b_ipv6):
+        result = await link.a.arun(probe, Target(target), params)
+        assert result.status is Status.UP, result.reason
+        assert dict(result.info) == {"address": target, "socket": "datagram"}
+        assert counts(result) == (5, 5)
 
 
 @pytest.mark.netns
