@@ -46,6 +46,7 @@ _GZIP_LEVEL = 6
 _GZIP_IN_THREAD_BYTES = 256 * 1024
 _MAX_LOGGED_PROBLEMS = 200
 MAX_PROBLEM_LINES = 10
+_EMPTY_RECORDS = '"records":[]'
 
 
 class PushConfigError(Exception):
@@ -263,9 +264,10 @@ class Pusher:
         if batch.dropped_ranges:
             head["dropped"] = [[a, b] for a, b in batch.dropped_ranges]
         text = json.dumps(head, separators=(",", ":"), ensure_ascii=False)
-        # "records" is the last key: splice the stored JSON in, no parse and re-dump.
-        assert text.endswith('"records":[]}')
-        raw = (text[:-2] + ",".join(batch.records_json) + "]}").encode()
+        # Splice the stored JSON in, no parse and re-dump. Unescaped, '"records":[]' can
+        # only be that key: inside a JSON string every quote is escaped.
+        at = text.rindex(_EMPTY_RECORDS) + len(_EMPTY_RECORDS) - 1
+        raw = (text[:at] + ",".join(batch.records_json) + text[at:]).encode()
         if len(raw) < _GZIP_IN_THREAD_BYTES:
             return gzip.compress(raw, _GZIP_LEVEL, mtime=0)
         return await asyncio.to_thread(gzip.compress, raw, _GZIP_LEVEL, mtime=0)

@@ -163,7 +163,10 @@ class FakeCentral:
         await self.stop()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        # auto_decompress off: the fake checks the body really is gzip, as central must.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=1.0, auto_decompress=False
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl_context)
         await site.start()
