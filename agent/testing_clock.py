@@ -20,6 +20,7 @@ loop has nothing left to do at the current instant; it is for tests only.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sized
 from types import TracebackType
 from typing import Protocol
@@ -48,8 +49,10 @@ class FakeClock:
             getattr(self._loop, "_scheduled", None), list
         ):
             raise RuntimeError("FakeClock needs CPython's asyncio event loop")
-        # Start where the loop's own clock is, so timers it already holds keep their places.
-        self._start = self._loop.time()
+        # Start where the loop's own clock is (rounded up to a whole second, so that
+        # whole and half seconds add up exactly), so timers it already holds keep
+        # their places.
+        self._start = float(math.ceil(self._loop.time()))
         self._now = self._start
         self._unix_offset = unix_start - self._start
         self._installed = True
