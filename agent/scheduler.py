@@ -38,6 +38,7 @@ from types import MappingProxyType
 
 from agent.clock import Clock, SystemClock
 from agent.runner import run_probe
+from inventory.config import AgentConfig
 from inventory.model import Check, Device, Site
 from inventory.target import Target
 from probes.result import ProbeResult, Status
@@ -132,8 +133,9 @@ class Scheduler:
             raise ValueError(f"jitter_ratio must be within 0..0.5, got {jitter_ratio}")
         self._site = site
         self._on_result = on_result
-        self._per_device = per_device_concurrency
-        self._jitter_ratio = jitter_ratio
+        self.max_concurrency = max_concurrency
+        self.per_device_concurrency = per_device_concurrency
+        self.jitter_ratio = jitter_ratio
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._run_probe: RunProbe = run if run is not None else run_probe
         self._seed = (rng if rng is not None else random.Random()).getrandbits(64)
@@ -151,6 +153,29 @@ class Scheduler:
         self._waiting = 0
         for device, check in _checks_of(site):
             self._entries[(device.id, check.name)] = self._new_entry(device, check)
+
+    @classmethod
+    def from_config(
+        cls,
+        site: Site,
+        config: AgentConfig,
+        on_result: ResultSink,
+        *,
+        clock: Clock | None = None,
+        run: RunProbe | None = None,
+        rng: random.Random | None = None,
+    ) -> Scheduler:
+        """A scheduler with the limits and jitter of the agent's configuration."""
+        return cls(
+            site,
+            on_result,
+            max_concurrency=config.max_concurrency,
+            per_device_concurrency=config.per_device_concurrency,
+            jitter_ratio=config.jitter_ratio,
+            clock=clock,
+            run=run,
+            rng=rng,
+        )
 
     # --- public --------------------------------------------------------------------------
 
@@ -252,7 +277,7 @@ class Scheduler:
         """Start ``entry``'s runs on its grid until cancelled."""
         clock = self._clock
         interval = entry.check.interval_seconds
-        spread = self._jitter_ratio * interval
+        spread = self.jitter_ratio * interval
         anchor = clock.monotonic() + entry.rng.uniform(0.0, interval)
         k = 0
         slot = anchor
@@ -290,7 +315,9 @@ class Scheduler:
         device, check, site = entry.device, entry.check, self._site
         device_slot = self._device_slots.get(device.id)
         if device_slot is None:
-            device_slot = self._device_slots[device.id] = asyncio.Semaphore(self._per_device)
+            device_slot = self._device_slots[device.id] = asyncio.Semaphore(
+                self.per_device_concurrency
+            )
         self._waiting += 1
         waiting = True
         try:

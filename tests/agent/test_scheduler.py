@@ -14,7 +14,9 @@ import pytest
 
 from agent.scheduler import Scheduler
 from agent.testing_clock import FakeClock
+from inventory.config import AgentConfig
 from inventory.model import Check, Device, Site
+from inventory.secrets import SecretRef
 from inventory.target import Target
 from probes.result import ProbeResult, Status
 from tests.agent._fakes import Recorder, StartLog, check, register_fake_kind, site
@@ -372,3 +374,17 @@ async def test_cancelling_run_leaves_no_task_behind(clock: FakeClock) -> None:
 def test_bad_limits_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Scheduler(site("s", {}), Recorder(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_from_config_takes_the_agents_limits_and_jitter() -> None:
+    config = AgentConfig(
+        site="s",
+        central_urls=("https://central.example/",),
+        token=SecretRef("${DIEMCAU_TOKEN}"),
+        max_concurrency=3,
+        per_device_concurrency=1,
+        jitter_ratio=0.2,
+    )
+    sched = Scheduler.from_config(site("s", {"ont": (check("icmp"),)}), config, Recorder())
+    assert (sched.max_concurrency, sched.per_device_concurrency, sched.jitter_ratio) == (3, 1, 0.2)
+    assert sched.stats().checks == 1
