@@ -95,6 +95,16 @@ def _parser() -> argparse.ArgumentParser:
     ch.add_argument("--json", action="store_true")
     ch.add_argument("--concurrency", type=int, default=8)
     ch.set_defaults(func=_cmd_check)
+
+    ag = sub.add_parser("agent", help="the site agent")
+    asub = ag.add_subparsers(metavar="ACTION")
+    ar = asub.add_parser("run", help="run the agent (SIGTERM stops, SIGHUP reloads)")
+    ar.add_argument("-c", "--config", required=True)
+    ar.set_defaults(func=_cmd_agent_run)
+    ast = asub.add_parser("status", help="the running agent's states, backlog and delivery")
+    ast.add_argument("-c", "--config", required=True)
+    ast.add_argument("--json", action="store_true")
+    ast.set_defaults(func=_cmd_agent_status)
     return p
 
 
@@ -270,6 +280,53 @@ def _format_result(title: str, result: Any) -> str:
 
 def _num(v: float) -> str:
     return str(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:.6g}"
+
+
+# --- agent ------------------------------------------------------------------------------
+
+
+def _load_agent(path: str) -> tuple[Any, Any]:
+    from inventory.config import load_config
+
+    cfg = load_config(path, _params_types())
+    if cfg.agent is None:
+        raise ConfigError([Issue(path, None, "agent", "the config has no agent section")])
+    return cfg.agent, cfg.inventory.site(cfg.agent.site)
+
+
+def _cmd_agent_run(args: argparse.Namespace, _rest: list[str]) -> int:
+    from agent.daemon import run_until_signalled
+
+    if args.log_level == "warning":  # a daemon logs its transitions
+        logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    _load_agent(args.config)  # refuse a bad config before starting anything
+    return asyncio.run(run_until_signalled(lambda: _load_agent(args.config)))
+
+
+def _cmd_agent_status(args: argparse.Namespace, _rest: list[str]) -> int:
+    import urllib.error
+    import urllib.request
+
+    from agent.daemon import format_status
+
+    agent_cfg, _site = _load_agent(args.config)
+    url = f"http://{agent_cfg.listen}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            status = json.loads(r.read().decode("utf-8"))
+    except (OSError, urllib.error.URLError) as exc:
+        print(
+            f"no agent answering at {url}: {getattr(exc, 'reason', exc)}; "
+            "is `diemcau agent run` running?",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEM
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, indent=2))
+    else:
+        print(format_status(status))
+    return EXIT_OK
 
 
 # --- check ------------------------------------------------------------------------------
