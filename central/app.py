@@ -91,8 +91,9 @@ async def _ingest(request: web.Request) -> web.Response:
         raise RequestError(415, f"Content-Encoding must be gzip or identity, got {encoding!r}")
     if request.content_length is not None and request.content_length > config.max_compressed_bytes:
         raise too_large("the body", config.max_compressed_bytes)
-    if request.content.total_compressed_bytes is not None:
+    if getattr(request.content, "total_compressed_bytes", None) is not None:
         # aiohttp gunzips on its own (auto_decompress): what we read is the output.
+        # (An empty body has an EmptyStreamReader, without the attribute.)
         gzipped, limit = False, config.max_body_bytes
     elif encoding == "gzip":
         gzipped, limit = True, config.max_compressed_bytes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from operator import attrgetter
 from typing import Final
 
 from central.store import Store, Writer
@@ -22,6 +23,8 @@ MAX_DROPPED_RANGES: Final = 10_000
 _MAX_SEQ: Final = 2**63 - 1
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+_ts = attrgetter("ts")
 
 _INSERT_RECORD = (
     "INSERT OR IGNORE INTO records"
@@ -94,9 +97,10 @@ def ingest_in_writer(w: Writer, agent: str, batch: Batch, received: float) -> Ac
                 "INSERT INTO agents (id, created) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (agent, received),
             )
-            stored = conn.executemany(
-                _INSERT_RECORD, [_record_row(agent, r, received) for r in fresh]
-            ).rowcount
+            results = [r for r in fresh if type(r) is Result]
+            events = [r for r in fresh if type(r) is Event]
+            rows = _result_rows(agent, results, received) + _event_rows(agent, events, received)
+            stored = conn.executemany(_INSERT_RECORD, rows).rowcount
             mark.add_seqs(r.seq for r in fresh)
             gaps = 0
             dropped_rows = []
@@ -105,7 +109,6 @@ def ingest_in_writer(w: Writer, agent: str, batch: Batch, received: float) -> Ac
                     gaps += b - a + 1
                     dropped_rows.append((agent, a, b, received))
             conn.executemany(_INSERT_DROPPED, dropped_rows)
-            results = [r for r in fresh if type(r) is Result]
             if results:
                 conn.executemany(_UPSERT_LATEST, _latest_rows(agent, results))
                 conn.executemany(_UPSERT_CHECK, _check_rows(agent, results))
@@ -141,44 +144,39 @@ def ingest_in_writer(w: Writer, agent: str, batch: Batch, received: float) -> Ac
     return {"acked_seq": mark.acked, "stored": stored, "duplicates": duplicates, "gaps": gaps}
 
 
-def _record_row(
-    agent: str, r: Result | Event, received: float
-) -> tuple[str, int, float, str, str, str, str, str, str, float]:
-    if type(r) is Result:
-        body = _encode(
-            {
-                "kind": r.kind,
-                "reason": r.reason,
-                "duration_seconds": r.duration_seconds,
-                "samples": r.samples,
-            }
-        )
-        return (agent, r.seq, r.ts, "result", r.site, r.device, r.check, r.status, body, received)
-    assert isinstance(r, Event)
-    body = _encode(
-        {
-            "previous": r.previous,
-            "since": r.since,
-            "reason": r.reason,
-            "flapping": r.flapping,
-            "source": r.source,
-        }
-    )
-    return (agent, r.seq, r.ts, "event", r.site, r.device, r.check, r.state, body, received)
+_RecordRow = tuple[str, int, float, str, str, str, str, str, str, float]
+
+
+def _result_rows(agent: str, results: list[Result], received: float) -> list[_RecordRow]:
+    # Unpacking beats attribute access here: this runs for every record of a drain.
+    return [
+        (agent, seq, ts, "result", site, device, check, status, _encode(
+            {"kind": kind, "reason": reason, "duration_seconds": duration, "samples": samples}
+        ), received)
+        for (seq, ts, site, device, check, kind, status, reason, duration, samples) in results
+    ]  # fmt: skip
+
+
+def _event_rows(agent: str, events: list[Event], received: float) -> list[_RecordRow]:
+    return [
+        (agent, e.seq, e.ts, "event", e.site, e.device, e.check, e.state, _encode(
+            {"previous": e.previous, "since": e.since, "reason": e.reason,
+             "flapping": e.flapping, "source": e.source}
+        ), received)
+        for e in events
+    ]  # fmt: skip
 
 
 def _latest_rows(
     agent: str, results: list[Result]
 ) -> list[tuple[str, str, str, str, str, float, float, str]]:
-    # A backlog holds many results of one series: write each series once, its newest.
-    newest: dict[tuple[str, str, str, str, tuple[tuple[str, str], ...]], tuple[float, float]] = {}
-    for r in results:
-        ts = r.ts
-        for s in r.samples:
-            key = (r.site, r.device, r.check, s.name, s.labels)
-            held = newest.get(key)
-            if held is None or held[1] <= ts:
-                newest[key] = (s.value, ts)
+    # A backlog holds many results of one series: write each series once, its newest
+    # (oldest first, so the newest overwrites; equal times: the later record wins).
+    newest = {
+        (r.site, r.device, r.check, s.name, s.labels): (s.value, r.ts)
+        for r in sorted(results, key=_ts)
+        for s in r.samples
+    }
     return [
         (site, device, check, name, labels_json(labels), value, ts, agent)
         for (site, device, check, name, labels), (value, ts) in newest.items()
@@ -188,12 +186,7 @@ def _latest_rows(
 def _check_rows(
     agent: str, results: list[Result]
 ) -> list[tuple[str, str, str, str, str, str, float, float, str, int]]:
-    newest: dict[tuple[str, str, str], Result] = {}
-    for r in results:
-        key = (r.site, r.device, r.check)
-        held = newest.get(key)
-        if held is None or held.ts <= r.ts:
-            newest[key] = r
+    newest = {(r.site, r.device, r.check): r for r in sorted(results, key=_ts)}
     return [
         (
             r.site,
