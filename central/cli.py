@@ -12,7 +12,14 @@ from typing import TypeVar
 
 from central.server import serve
 from central.store import Store, open_store
-from central.tokens import Role, TokenError, create_token, list_tokens, revoke_tokens
+from central.tokens import (
+    Role,
+    TokenError,
+    create_token,
+    list_tokens,
+    revoke_tokens,
+    token_problem,
+)
 from inventory.config import CentralConfig
 from inventory.model import Inventory, Site
 
@@ -57,6 +64,10 @@ def token_create(
 ) -> int:
     """Create a token and print it (once) on stdout; notes go to stderr. With
     ``inventory``, the sites (or, with none, the agent id) must be sites in it."""
+    problem = token_problem(agent_id, sites, role)
+    if problem:
+        print(f"central: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if inventory is not None and role == "agent":
         wanted = list(sites) or [agent_id]
         unknown = [s for s in wanted if not isinstance(inventory.get(s), Site)]

@@ -41,6 +41,22 @@ class TokenInfo:
     revoked: float | None
 
 
+def token_problem(subject: str, sites: Sequence[str], role: str) -> str | None:
+    """What is wrong with a token request, or None."""
+    if role not in ROLES:
+        return f"role must be one of {', '.join(ROLES)}, got {role!r}"
+    problem = check_id(subject)
+    if problem:
+        return f"{role} id {subject!r}: {problem}"
+    for site in sites:
+        problem = check_id(site)
+        if problem:
+            return f"site {site!r}: {problem}"
+    if role == "reader" and sites:
+        return "a reader token reads every site: give it no sites"
+    return None
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -54,16 +70,9 @@ async def create_token(
     now: float | None = None,
 ) -> str:
     """A new token for ``agent_id`` (or a reader named so); returned once, never stored."""
-    problem = check_id(agent_id)
+    problem = token_problem(agent_id, sites, role)
     if problem:
-        raise TokenError(f"{role} id {agent_id!r}: {problem}")
-    if role not in ROLES:
-        raise TokenError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    for site in sites:
-        if check_id(site):
-            raise TokenError(f"site {site!r}: {check_id(site)}")
-    if role == "reader" and sites:
-        raise TokenError("a reader token reads every site: give it no sites")
+        raise TokenError(problem)
     token = secrets.token_urlsafe(TOKEN_BYTES)
     digest = hash_token(token)
     created = time.time() if now is None else now
