@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from central.errors import RequestError
+from inventory.config import CentralConfig
 from inventory.wire import Batch, WireError, parse_batch
 
 GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
@@ -24,6 +25,31 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 def too_large(what: str, limit: int) -> RequestError:
     return RequestError(413, f"{what} is larger than {limit} bytes; send smaller batches")
+
+
+def body_limits(
+    config: CentralConfig,
+    content_encoding: str | None,
+    content_length: int | None,
+    *,
+    decoded_by_server: bool = False,
+) -> tuple[bool, int]:
+    """Whether to gunzip the body, and how many bytes of it to read at most.
+
+    As sent, a body may hold ``max_compressed_bytes``; decompressed, ``max_body_bytes``
+    (so a plain body is held to both). 415 for an encoding other than gzip or identity,
+    413 when Content-Length already says too much.
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding not in ("gzip", "identity"):
+        raise RequestError(415, f"Content-Encoding must be gzip or identity, got {encoding!r}")
+    if content_length is not None and content_length > config.max_compressed_bytes:
+        raise too_large("the body", config.max_compressed_bytes)
+    if decoded_by_server:  # what we read is already the decompressed body
+        return False, config.max_body_bytes
+    if encoding == "gzip":
+        return True, config.max_compressed_bytes
+    return False, min(config.max_compressed_bytes, config.max_body_bytes)
 
 
 def gunzip(data: bytes, max_bytes: int) -> bytes:

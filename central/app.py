@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 from aiohttp import hdrs, web
 
-from central._body import decode_batch, too_large
-from central._ratelimit import RateLimiter
+from central._body import body_limits, decode_batch, too_large
+from central._ratelimit import IngestGate, RateLimiter
 from central.auth import authenticate, authorize_batch, require_agent
 from central.errors import RequestError
 from central.ingest import ingest
@@ -34,11 +35,14 @@ log = logging.getLogger(__name__)
 
 INGEST_PATH: Final = "/api/v1/ingest"
 RUNNER_OPTIONS: Final[dict[str, Any]] = {"auto_decompress": False}
+INGEST_IN_FLIGHT: Final = 4  # batches read, decoded or stored at once
+INGEST_QUEUE: Final = 32  # more waiting than this: 503 + Retry-After
 
 CONFIG = web.AppKey("config", CentralConfig)
 INVENTORY = web.AppKey("inventory", Inventory)
 STORE = web.AppKey("store", Store)
 LIMITER = web.AppKey("limiter", RateLimiter)
+GATE = web.AppKey("gate", IngestGate)
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 
 
@@ -56,6 +60,7 @@ def create_app(
     app[INVENTORY] = inventory
     app[CLOCK] = clock
     app[LIMITER] = RateLimiter(config.rate_per_agent, config.rate_burst, clock)
+    app[GATE] = IngestGate(INGEST_IN_FLIGHT, INGEST_QUEUE)
     if store is not None:
         app[STORE] = store
     else:
@@ -86,29 +91,32 @@ async def _ingest(request: web.Request) -> web.Response:
             f"agent {token.subject!r} sends more than {config.rate_per_agent:g} requests/s",
             headers={"Retry-After": str(max(1, math.ceil(wait_seconds)))},
         )
-    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
-    if encoding not in ("gzip", "identity"):
-        raise RequestError(415, f"Content-Encoding must be gzip or identity, got {encoding!r}")
-    if request.content_length is not None and request.content_length > config.max_compressed_bytes:
-        raise too_large("the body", config.max_compressed_bytes)
-    if getattr(request.content, "total_compressed_bytes", None) is not None:
-        # aiohttp gunzips on its own (auto_decompress): what we read is the output.
+    gzipped, limit = body_limits(
+        config,
+        request.headers.get(hdrs.CONTENT_ENCODING),
+        request.content_length,
+        # aiohttp gunzips on its own unless run with RUNNER_OPTIONS: then this is set.
         # (An empty body has an EmptyStreamReader, without the attribute.)
-        gzipped, limit = False, config.max_body_bytes
-    elif encoding == "gzip":
-        gzipped, limit = True, config.max_compressed_bytes
-    else:
-        gzipped, limit = False, min(config.max_compressed_bytes, config.max_body_bytes)
-    data = await _read_body(request, limit)
-    # JSON parsing and gunzip of a large batch take tens of milliseconds: off the loop.
-    batch = await asyncio.to_thread(
-        decode_batch, data, gzipped=gzipped, max_body_bytes=config.max_body_bytes
+        decoded_by_server=getattr(request.content, "total_compressed_bytes", None) is not None,
     )
-    authorize_batch(token, batch, app[INVENTORY])
-    try:
-        ack = await ingest(app[STORE], token.subject, batch, now=app[CLOCK]())
-    except WireError as exc:
-        raise RequestError(400, "invalid batch", exc.problems) from None
+    # Read outside the gate: an agent on a slow 4G uplink must not hold a slot.
+    data = await _read_body(request, limit)
+    async with app[GATE].slot():
+        # gunzip and JSON of a large batch take tens of milliseconds: off the loop.
+        batch = await asyncio.to_thread(
+            decode_batch, data, gzipped=gzipped, max_body_bytes=config.max_body_bytes
+        )
+        del data
+        authorize_batch(token, batch, app[INVENTORY])
+        try:
+            ack = await ingest(app[STORE], token.subject, batch, now=app[CLOCK]())
+        except WireError as exc:
+            raise RequestError(400, "invalid batch", exc.problems) from None
+        except sqlite3.OperationalError as exc:  # disk full, locked by another process...
+            log.error("agent %s: cannot store a batch: %s", token.subject, exc)
+            raise RequestError(
+                503, "central cannot store batches right now", headers={"Retry-After": "5"}
+            ) from None
     return web.json_response(ack)
 
 

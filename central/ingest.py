@@ -131,16 +131,20 @@ def ingest_in_writer(w: Writer, agent: str, batch: Batch, received: float) -> Ac
     except UnicodeEncodeError:
         raise WireError(["body: text holds an unpaired surrogate (not valid Unicode)"]) from None
     w.marks[agent] = mark
-    if hb.last_seq < old.acked and batch.records:
+    restarted = hb.last_seq < old.acked
+    if restarted and f"restart:{agent}" not in w.logged:
         # The agent numbers from scratch (its outbox was wiped): everything it sends now
-        # looks like a replay. Say it loudly; the fix is an operator's decision.
+        # looks like a replay. Say it loudly, once; the fix is an operator's decision.
+        w.logged.add(f"restart:{agent}")
         log.warning(
-            "agent %s sends sequence numbers up to %d but central already acknowledged %d:"
+            "agent %s numbers its records up to %d but central already acknowledged %d:"
             " its new records are taken for replays and discarded",
             agent,
             hb.last_seq,
             old.acked,
         )
+    elif not restarted:
+        w.logged.discard(f"restart:{agent}")
     return {"acked_seq": mark.acked, "stored": stored, "duplicates": duplicates, "gaps": gaps}
 
 

@@ -157,11 +157,12 @@ def schema_version(conn: sqlite3.Connection) -> int:
 class Writer:
     """What the writer thread owns: the write connection and each agent's mark."""
 
-    __slots__ = ("conn", "marks")
+    __slots__ = ("conn", "logged", "marks")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.marks: dict[str, SeqMark] = {}
+        self.logged: set[str] = set()  # conditions already logged: log transitions once
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

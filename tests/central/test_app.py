@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import sqlite3
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator
@@ -13,7 +15,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from central._ratelimit import IngestGate
 from central.app import create_app
+from central.errors import RequestError
 from central.store import Store
 from central.tokens import create_token, revoke_tokens
 from inventory.model import Inventory
@@ -348,3 +352,40 @@ async def test_limits_hold_when_aiohttp_decompresses_itself(
         async with client.post("/api/v1/ingest", data=gzip_bomb(8 << 20), headers=headers) as resp:
             assert resp.status == 413
             assert "larger than 262144" in (await resp.json())["error"]
+
+
+async def test_a_database_failure_answers_503_with_retry_after(
+    central: Central, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr("central.app.ingest", broken)
+    status, body, headers = await central.post(batch([result(1)]))
+    assert (status, headers["Retry-After"]) == (503, "5")
+    assert body == {"error": "central cannot store batches right now"}
+    assert await central.healthy()
+
+
+async def test_the_gate_queues_then_refuses() -> None:
+    gate = IngestGate(limit=1, queue=1, retry_after_seconds=3)
+    order: list[str] = []
+    inside, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(name: str) -> None:
+        async with gate.slot():
+            order.append(name)
+            inside.set()
+            await release.wait()
+
+    first = asyncio.create_task(hold("first"))
+    await inside.wait()
+    second = asyncio.create_task(hold("second"))
+    await asyncio.sleep(0)  # one turn of the loop: the second task now waits at the gate
+    with pytest.raises(RequestError) as refused:
+        async with gate.slot():
+            pass
+    assert (refused.value.status, refused.value.headers) == (503, {"Retry-After": "3"})
+    release.set()
+    await asyncio.gather(first, second)
+    assert order == ["first", "second"]

@@ -127,3 +127,16 @@ async def test_a_failed_transaction_leaves_the_mark_alone(store: Store) -> None:
     mark = await store.write(lambda w: w.mark("site-a"))
     assert (mark.acked, mark.held()) == (1, ())
     assert await rows(store, "SELECT seq FROM records") == [(1,)]
+
+
+async def test_an_agent_that_numbers_from_scratch_is_reported_once(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    await push(store, batch([result(s) for s in range(1, 11)]))
+    with caplog.at_level("WARNING", logger="central.ingest"):
+        for _ in range(3):
+            ack = await push(store, batch([result(1), result(2)]))  # a wiped outbox
+    assert ack == {"acked_seq": 10, "stored": 0, "duplicates": 2, "gaps": 0}
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "numbers its records up to 2 but central already acknowledged 10" in warnings[0]
