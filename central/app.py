@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 INGEST_PATH: Final = "/api/v1/ingest"
 RUNNER_OPTIONS: Final[dict[str, Any]] = {"auto_decompress": False}
-INGEST_IN_FLIGHT: Final = 4  # batches read, decoded or stored at once
+INGEST_IN_FLIGHT: Final = 4  # batches decoded or stored at once (reading is outside)
 INGEST_QUEUE: Final = 32  # more waiting than this: 503 + Retry-After
 
 CONFIG = web.AppKey("config", CentralConfig)
