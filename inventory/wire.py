@@ -23,6 +23,7 @@ from typing import Literal, NamedTuple, NotRequired, TypedDict
 
 SCHEMA_VERSION = 1
 MAX_ISSUES = 10
+MAX_DROPPED_RANGES = 10_000
 STATUSES = ("up", "degraded", "down", "unknown")
 UPLINKS = ("fiber", "cellular", "unknown")
 
@@ -189,7 +190,7 @@ class _Checker:
 
     def num(self, d: dict[str, object], key: str, path: str) -> float:
         v = d.get(key)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not _isfinite(v):
             self.bad(f"{path}.{key}", "must be a finite number", v)
             return 0.0
         return float(v)
@@ -287,6 +288,9 @@ def _dropped(c: _Checker, v: object) -> tuple[tuple[int, int], ...]:
     if not isinstance(v, list):
         c.bad("body.dropped", "must be a list of [first_seq, last_seq]", v)
         return ()
+    if len(v) > MAX_DROPPED_RANGES:
+        c.bad("body.dropped", f"must hold at most {MAX_DROPPED_RANGES} ranges", len(v))
+        return ()
     out = []
     for i, pair in enumerate(v):
         ok = (
@@ -354,7 +358,11 @@ def _record(c: _Checker, v: object, p: str) -> Result | Event | None:
     return None
 
 
-_isfinite = math.isfinite
+def _isfinite(v: float) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer of hundreds of digits
+        return False
 
 
 def _sample(c: _Checker, v: object, p: str) -> Sample:
