@@ -105,6 +105,32 @@ def _parser() -> argparse.ArgumentParser:
     ast.add_argument("-c", "--config", required=True)
     ast.add_argument("--json", action="store_true")
     ast.set_defaults(func=_cmd_agent_status)
+
+    ce = sub.add_parser("central", help="the aggregator")
+    csub = ce.add_subparsers(metavar="ACTION")
+    cr = csub.add_parser("run", help="serve ingest and the APIs (SIGTERM stops)")
+    cr.add_argument("-c", "--config", required=True)
+    cr.set_defaults(func=_cmd_central_run)
+    tok = csub.add_parser("token", help="agent and reader tokens")
+    tsub = tok.add_subparsers(metavar="ACTION")
+    tc = tsub.add_parser("create", help="make a token (printed once; only its hash is kept)")
+    tc.add_argument("-c", "--config", required=True)
+    who = tc.add_mutually_exclusive_group(required=True)
+    who.add_argument("--agent", help="agent id (by default it owns the site of the same id)")
+    who.add_argument("--reader", help="a read-only client's name, e.g. ioc")
+    tc.add_argument(
+        "--site", action="append", default=[], help="a site the agent may send for (repeat)"
+    )
+    tc.set_defaults(func=_cmd_token_create)
+    tl = tsub.add_parser("list", help="tokens by id, role and sites (never the token)")
+    tl.add_argument("-c", "--config", required=True)
+    tl.set_defaults(func=_cmd_token_list)
+    tr = tsub.add_parser("revoke", help="revoke a token by id, or all of an agent's")
+    tr.add_argument("-c", "--config", required=True)
+    rw = tr.add_mutually_exclusive_group(required=True)
+    rw.add_argument("--id", dest="token_id")
+    rw.add_argument("--agent")
+    tr.set_defaults(func=_cmd_token_revoke)
     return p
 
 
@@ -327,6 +353,51 @@ def _cmd_agent_status(args: argparse.Namespace, _rest: list[str]) -> int:
     else:
         print(format_status(status))
     return EXIT_OK
+
+
+# --- central ----------------------------------------------------------------------------
+
+
+def _load_central(path: str) -> tuple[Any, Any]:
+    from inventory.config import load_config
+
+    # Central never imports the probes: check params stay plain mappings there.
+    cfg = load_config(path)
+    if cfg.central is None:
+        raise ConfigError([Issue(path, None, "central", "the config has no central section")])
+    return cfg.central, cfg.inventory
+
+
+def _cmd_central_run(args: argparse.Namespace, _rest: list[str]) -> int:
+    from central import cli as central_cli
+
+    if args.log_level == "warning":
+        logging.getLogger().setLevel(logging.INFO)
+    config, inventory = _load_central(args.config)
+    return central_cli.run(config, inventory)
+
+
+def _cmd_token_create(args: argparse.Namespace, _rest: list[str]) -> int:
+    from central import cli as central_cli
+
+    config, inventory = _load_central(args.config)
+    if args.reader:
+        return central_cli.token_create(config, args.reader, (), role="reader", inventory=inventory)
+    return central_cli.token_create(config, args.agent, args.site, inventory=inventory)
+
+
+def _cmd_token_list(args: argparse.Namespace, _rest: list[str]) -> int:
+    from central import cli as central_cli
+
+    config, _inventory = _load_central(args.config)
+    return central_cli.token_list(config)
+
+
+def _cmd_token_revoke(args: argparse.Namespace, _rest: list[str]) -> int:
+    from central import cli as central_cli
+
+    config, _inventory = _load_central(args.config)
+    return central_cli.token_revoke(config, token_id=args.token_id, agent_id=args.agent)
 
 
 # --- check ------------------------------------------------------------------------------
