@@ -172,6 +172,7 @@ _users: dict[str, _UserSlot] = {}
 
 @contextlib.asynccontextmanager
 async def _v3_user(creds: Credentials) -> AsyncIterator[None]:
+    _shared_engine()  # a new loop means a new engine and new slots: make them first
     if creds.version != "3":
         yield
         return
@@ -355,6 +356,38 @@ class Session:
                 self.varbinds += len(vbs)
                 self._advance(active, vbs, cursor, result)
         return result
+
+    async def present(self, columns: Sequence[Oid]) -> set[Oid]:
+        """Which of ``columns`` have at least one row (one GETNEXT for all of them)."""
+        if not columns:
+            return set()
+        engine = _shared_engine()
+        target = await self._transport()
+        cols = list(columns)
+        async with _v3_user(self.creds):
+            while True:
+                self.requests += 1
+                err, status, index, vbs = await next_cmd(
+                    engine, self.creds.auth_data(), target, ContextData(),
+                    *[(c, Null("")) for c in cols], lookupMib=False,
+                )  # fmt: skip
+                if err:
+                    raise SnmpFailure(self._indication(err)) from None
+                if status:
+                    i = int(index)
+                    if int(status) == 2 and 0 < i <= len(cols):  # SNMPv1: past the MIB's end
+                        cols.pop(i - 1)
+                        if cols:
+                            continue
+                        return set()
+                    raise SnmpFailure(self._status(status, index, cols))
+                break
+        self.varbinds += len(vbs)
+        return {
+            c
+            for c, (name, value) in zip(cols, vbs, strict=False)
+            if tuple(name)[: len(c)] == c and not isinstance(value, _END)
+        }
 
     @staticmethod
     def _advance(

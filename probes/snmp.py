@@ -294,7 +294,8 @@ async def _collect(poll: _Poll, profiles: list[CompiledProfile]) -> None:
 # --- the probe ---------------------------------------------------------------------------------
 
 
-def _credentials(params: Params) -> Credentials:
+def reveal_credentials(params: Params) -> Credentials:
+    """The credentials ``params`` refer to (raises SecretError naming a reference)."""
     if params.version == "3":
         return Credentials(
             version="3",
@@ -388,7 +389,7 @@ async def probe(target: Target, params: Params) -> ProbeResult:
         return ProbeResult(Status.DOWN, reason, (), time.perf_counter() - started)
 
     try:
-        creds = _credentials(params)
+        creds = reveal_credentials(params)
     except SecretError as exc:
         return down(str(exc))
     profile_problem = _profiles_load(params.profiles)
