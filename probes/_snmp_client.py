@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pysnmp.entity.engine import SnmpEngine
+from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
@@ -283,14 +284,17 @@ class Session:
         target = await self._transport()
         while oids:
             self.requests += 1
-            err, status, index, vbs = await get_cmd(
-                engine,
-                self.creds.auth_data(),
-                target,
-                ContextData(),
-                *[(o, Null("")) for o in oids],
-                lookupMib=False,
-            )
+            try:
+                err, status, index, vbs = await get_cmd(
+                    engine,
+                    self.creds.auth_data(),
+                    target,
+                    ContextData(),
+                    *[(o, Null("")) for o in oids],
+                    lookupMib=False,
+                )
+            except PySnmpError as exc:
+                raise self._rejected(exc) from None
             if err:
                 raise SnmpFailure(self._indication(err)) from None
             if status:
@@ -321,27 +325,30 @@ class Session:
                 active = list(cursor)
                 self.requests += 1
                 request = [(cursor[c], Null("")) for c in active]
-                if self.creds.version == "1":
-                    err, status, index, vbs = await next_cmd(
-                        engine,
-                        self.creds.auth_data(),
-                        target,
-                        ContextData(),
-                        *request,
-                        lookupMib=False,
-                    )
-                else:
-                    reps = max(1, min(self.max_repetitions, 200 // len(active)))
-                    err, status, index, vbs = await bulk_cmd(
-                        engine,
-                        self.creds.auth_data(),
-                        target,
-                        ContextData(),
-                        0,
-                        reps,
-                        *request,
-                        lookupMib=False,
-                    )
+                try:
+                    if self.creds.version == "1":
+                        err, status, index, vbs = await next_cmd(
+                            engine,
+                            self.creds.auth_data(),
+                            target,
+                            ContextData(),
+                            *request,
+                            lookupMib=False,
+                        )
+                    else:
+                        reps = max(1, min(self.max_repetitions, 200 // len(active)))
+                        err, status, index, vbs = await bulk_cmd(
+                            engine,
+                            self.creds.auth_data(),
+                            target,
+                            ContextData(),
+                            0,
+                            reps,
+                            *request,
+                            lookupMib=False,
+                        )
+                except PySnmpError as exc:
+                    raise self._rejected(exc) from None
                 if err:
                     raise SnmpFailure(self._indication(err)) from None
                 if status:
@@ -367,10 +374,13 @@ class Session:
         async with _v3_user(self.creds):
             while True:
                 self.requests += 1
-                err, status, index, vbs = await next_cmd(
-                    engine, self.creds.auth_data(), target, ContextData(),
-                    *[(c, Null("")) for c in cols], lookupMib=False,
-                )  # fmt: skip
+                try:
+                    err, status, index, vbs = await next_cmd(
+                        engine, self.creds.auth_data(), target, ContextData(),
+                        *[(c, Null("")) for c in cols], lookupMib=False,
+                    )  # fmt: skip
+                except PySnmpError as exc:
+                    raise self._rejected(exc) from None
                 if err:
                     raise SnmpFailure(self._indication(err)) from None
                 if status:
@@ -416,6 +426,13 @@ class Session:
             cursor.pop(column, None)
 
     # --- reasons -------------------------------------------------------------------------
+
+    def _rejected(self, exc: PySnmpError) -> SnmpFailure:
+        # pysnmp's messages can quote the key it rejected: name the kind of error only.
+        return SnmpFailure(
+            f"the SNMP engine rejected the request to {self.where} ({type(exc).__name__}): "
+            "check the SNMPv3 protocols and that keys are at least 8 characters"
+        )
 
     def _indication(self, err: Any) -> str:
         where = self.where

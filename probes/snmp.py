@@ -392,6 +392,9 @@ async def probe(target: Target, params: Params) -> ProbeResult:
         creds = reveal_credentials(params)
     except SecretError as exc:
         return down(str(exc))
+    for ref, key in ((params.auth_key, creds.auth_key), (params.priv_key, creds.priv_key)):
+        if ref is not None and params.version == "3" and len(key) < 8:
+            return down(f"the SNMPv3 key in {ref} is shorter than 8 characters (RFC 3414)")
     profile_problem = _profiles_load(params.profiles)
     if profile_problem:
         return down(profile_problem)

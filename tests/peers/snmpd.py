@@ -21,6 +21,7 @@ import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -197,16 +198,18 @@ class _Junk(asyncio.DatagramProtocol):
         self.payloads = payloads
         self.transport: asyncio.DatagramTransport | None = None
         self.requests = 0
+        self.answers = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self.requests += 1
-        assert self.transport is not None
+        if self.transport is None:
+            return
         for payload in self.payloads:
             self.transport.sendto(payload, addr)
+            self.answers += 1
 
 
 # Answers that must not crash or confuse a manager: random bytes, a truncated BER header, a

@@ -23,7 +23,7 @@ from inventory.target import Target
 from probes import snmp
 from probes.result import ProbeResult, Status
 from tests.peers._util import free_port
-from tests.peers.snmpd import SYS_NAME, Snmpd, garbage_responder, start_snmpd
+from tests.peers.snmpd import GARBAGE, SYS_NAME, Snmpd, garbage_responder, start_snmpd
 from tests.peers.snmpsim import SnmpSim, serving_recordings
 
 pytestmark = pytest.mark.peer("snmpd")
@@ -313,20 +313,41 @@ async def test_no_such_object_for_a_required_object_is_down(
     assert value(ifs, "diemcau_if_in_bytes_total", ifname="lo") >= 0
 
 
+@pytest.mark.parametrize("version", [pytest.param("2c", id="v2c"), pytest.param("3", id="v3")])
 async def test_garbage_answers_are_down_and_leave_the_engine_healthy(
-    monkeypatch: pytest.MonkeyPatch, snmpd: Snmpd
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    snmpd: Snmpd,
+    version: str,
 ) -> None:
-    params = v2c(monkeypatch, snmpd, request_timeout_seconds=FAST)
+    good = v2c(monkeypatch, snmpd, request_timeout_seconds=FAST)
+    junk_params = _v3(monkeypatch, snmpd, "diemcau-sha-aes") if version == "3" else good
     async with garbage_responder() as (port, junk):
         started = time.monotonic()
-        result = await snmp.probe(Target("127.0.0.1"), replace(params, port=port))
+        result = await snmp.probe(Target("127.0.0.1"), replace(junk_params, port=port))
         elapsed = time.monotonic() - started
     assert junk.requests >= 1
+    assert junk.answers == junk.requests * len(GARBAGE)
     assert result.status is Status.DOWN
     assert result.reason.startswith(f"no SNMP answer from 127.0.0.1:{port} in 0.5 s")
     assert elapsed < FAST + 1.5
-    after = await snmp.probe(Target(snmpd.host), params)
+    after = await snmp.probe(Target(snmpd.host), good)
     assert after.status is Status.UP, after.reason
+    assert not [r for r in caplog.records if r.levelname in {"ERROR", "CRITICAL"}]
+
+
+async def test_a_v3_key_shorter_than_8_characters_is_named_not_shown(
+    monkeypatch: pytest.MonkeyPatch, snmpd: Snmpd
+) -> None:
+    result = await snmp.probe(
+        Target(snmpd.host), _v3(monkeypatch, snmpd, "diemcau-sha-aes", auth="k3y")
+    )
+    assert result.status is Status.DOWN
+    assert re.fullmatch(
+        r"the SNMPv3 key in \$\{TEST_AUTH_\d+\} is shorter than 8 characters \(RFC 3414\)",
+        result.reason,
+    )
+    assert "k3y" not in repr(result)
 
 
 async def test_interfaces_filter_and_judge_the_listed_ones(
