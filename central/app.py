@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 INGEST_PATH: Final = "/api/v1/ingest"
 RUNNER_OPTIONS: Final[dict[str, Any]] = {"auto_decompress": False}
 INGEST_IN_FLIGHT: Final = 4  # batches decoded or stored at once (reading is outside)
-INGEST_QUEUE: Final = 32  # more waiting than this: 503 + Retry-After
+# A province is ~133 agents whose heartbeats may line up after a restart: let all of
+# them wait their turn rather than bounce, while still bounding memory (bodies are
+# read before queueing, each at most max_compressed_bytes).
+INGEST_QUEUE: Final = 256  # more waiting than this: 503 + Retry-After
 
 CONFIG = web.AppKey("config", CentralConfig)
 INVENTORY = web.AppKey("inventory", Inventory)

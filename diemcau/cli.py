@@ -131,6 +131,17 @@ def _parser() -> argparse.ArgumentParser:
     rw.add_argument("--id", dest="token_id")
     rw.add_argument("--agent")
     tr.set_defaults(func=_cmd_token_revoke)
+
+    de = sub.add_parser("demo", help="central + the sample province's agents, simulated devices")
+    de.add_argument("--workdir", default="var/demo", help="where the demo keeps its files")
+    de.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
+    de.add_argument("--seed", type=int, default=1, help="seed of the scripted faults")
+    de.set_defaults(func=_cmd_demo)
     return p
 
 
@@ -398,6 +409,15 @@ def _cmd_token_revoke(args: argparse.Namespace, _rest: list[str]) -> int:
 
     config, _inventory = _load_central(args.config)
     return central_cli.token_revoke(config, token_id=args.token_id, agent_id=args.agent)
+
+
+def _cmd_demo(args: argparse.Namespace, _rest: list[str]) -> int:
+    from diemcau import demo
+
+    # 133 agents share this process's log: the demo prints summaries instead.
+    for name in ("agent.health", "agent.pusher", "agent.outbox"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return demo.main(args.workdir, args.duration, args.seed)
 
 
 # --- check ------------------------------------------------------------------------------
