@@ -23,7 +23,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -64,14 +64,25 @@ class PushState:
     last_error: str  # "" after a success
     acked_seq: int  # central's last contiguous mark
     records_sent_total: int  # records in batches central answered 200 to (replays included)
+    bytes_sent_total: int  # gzip body bytes of those batches
     pushes_total: int  # requests answered 200
     push_failures_total: int  # attempts that did not end in 200
 
 
 Kind = Literal[
-    "ok", "unreachable", "server", "throttled", "refused", "rejected", "too_large", "no_token"
+    "ok",
+    "unreachable",
+    "server",
+    "throttled",
+    "refused",
+    "rejected",
+    "too_large",
+    "no_token",
+    "stalled",
 ]
-_ANSWERED: frozenset[Kind] = frozenset({"server", "throttled", "refused", "rejected", "too_large"})
+_ANSWERED: frozenset[Kind] = frozenset(
+    {"server", "throttled", "refused", "rejected", "too_large", "stalled"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +153,7 @@ class Pusher:
             last_error="",
             acked_seq=0,
             records_sent_total=0,
+            bytes_sent_total=0,
             pushes_total=0,
             push_failures_total=0,
         )
@@ -241,8 +253,7 @@ class Pusher:
         outcome = await self._deliver(body, token)
         if outcome.kind != "ok":
             return self._failed(outcome)
-        await self._acked(batch, outcome)
-        return outcome
+        return await self._acked(batch, outcome, len(body))
 
     async def _body(self, batch: OutboxBatch) -> bytes:
         stats = self._outbox.stats()
@@ -347,7 +358,8 @@ class Pusher:
             )
         return _classify(url, status, retry_after, answer, token, self._clock())
 
-    async def _acked(self, batch: OutboxBatch, outcome: _Outcome) -> None:
+    async def _acked(self, batch: OutboxBatch, outcome: _Outcome, body_bytes: int) -> _Outcome:
+        """Ack in the outbox; a 200 that moves nothing forward is a stall (backed off)."""
         now = self._clock()
         stats = self._outbox.stats()
         if outcome.acked_seq > stats.last_seq and not self._seq_warned:
@@ -361,32 +373,49 @@ class Pusher:
                 self._agent_id,
                 outcome.acked_seq,
             )
-        await self._outbox.ack(outcome.acked_seq)
+        deleted = await self._outbox.ack(outcome.acked_seq)
+        progressed = (
+            deleted > 0 or not batch.records_json or batch.last_event_seq > self._events_stored_upto
+        )
         if batch.last_event_seq:
             self._events_stored_upto = max(self._events_stored_upto, batch.last_event_seq)
-        if self._failing_since is not None:
-            log.info(
-                "central %s reachable again after %s (%d failed attempts); %d records to send",
-                outcome.url,
-                _duration(now - self._failing_since),
-                self._state.consecutive_failures,
-                self._outbox.stats().backlog_records,
-            )
-        self._failing_since = None
-        self._logged_kind = ""
         self._heartbeat_due = now + self._push.heartbeat_seconds
         s = self._state
         self._state = PushState(
             url=self._urls_base(self._current),
             central_reachable=True,
             last_success_ts=now,
-            consecutive_failures=0,
-            last_error="",
+            consecutive_failures=s.consecutive_failures,
+            last_error=s.last_error,
             acked_seq=outcome.acked_seq,
             records_sent_total=s.records_sent_total + len(batch.records_json),
+            bytes_sent_total=s.bytes_sent_total + body_bytes,
             pushes_total=s.pushes_total + 1,
             push_failures_total=s.push_failures_total,
         )
+        if not progressed:
+            # Resending the same batch back to back would hammer central for nothing.
+            return self._failed(
+                _Outcome(
+                    "stalled",
+                    outcome.url,
+                    f"{outcome.url}: central answered 200 but its mark stays at "
+                    f"{outcome.acked_seq}, below the {len(batch.records_json)} records sent "
+                    "(a fault at central, or URLs that lead to different centrals?)",
+                )
+            )
+        if self._failing_since is not None:
+            log.info(
+                "central %s reachable again after %s (%d failed attempts); %d records to send",
+                outcome.url,
+                _duration(now - self._failing_since),
+                s.consecutive_failures,
+                self._outbox.stats().backlog_records,
+            )
+        self._failing_since = None
+        self._logged_kind = ""
+        self._state = replace(self._state, consecutive_failures=0, last_error="")
+        return outcome
 
     def _failed(self, outcome: _Outcome) -> _Outcome:
         now = self._clock()
@@ -403,6 +432,7 @@ class Pusher:
             last_error=outcome.error,
             acked_seq=s.acked_seq,
             records_sent_total=s.records_sent_total,
+            bytes_sent_total=s.bytes_sent_total,
             pushes_total=s.pushes_total,
             push_failures_total=s.push_failures_total + 1,
         )

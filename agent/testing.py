@@ -23,6 +23,7 @@ import bisect
 import contextlib
 import gzip
 import hmac
+import itertools
 import json
 import ssl
 import sys
@@ -103,6 +104,11 @@ class AgentRecord:
         self.dropped = merged
         return new
 
+    def in_order(self, kind: type[wire.Result] | type[wire.Event]) -> bool:
+        """Whether the records of this kind were first stored in seq order."""
+        seqs = [s for s in self.arrival if isinstance(self.records[s], kind)]
+        return all(x < y for x, y in itertools.pairwise(seqs))
+
     def advance(self) -> None:
         m = self.mark
         while True:
@@ -141,6 +147,7 @@ class FakeCentral:
         self.url = ""
         self._ssl_context = ssl_context
         self._release = asyncio.Event()
+        self._failing_ports: set[int] = set()
         self._runner: web.AppRunner | None = None
         self.app = web.Application(client_max_size=max_body_bytes)
         self.app.router.add_post(INGEST_PATH, self._ingest)
@@ -168,12 +175,25 @@ class FakeCentral:
             self.app, access_log=None, shutdown_timeout=1.0, auto_decompress=False
         )
         await self._runner.setup()
+        self.url = await self.add_listener(host, port)
+        return self.url
+
+    async def add_listener(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on one more port, in front of the same store (a second URL to one central)."""
+        assert self._runner is not None, "start() first"
         site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl_context)
         await site.start()
-        bound = self._runner.addresses[0]
+        bound = self._runner.addresses[-1]
         scheme = "https" if self._ssl_context else "http"
-        self.url = f"{scheme}://{host}:{bound[1]}"
-        return self.url
+        return f"{scheme}://{host}:{bound[1]}"
+
+    def fail_url(self, url: str, failing: bool = True) -> None:
+        """Answer 500 to requests arriving at ``url`` (one of this central's listeners)."""
+        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+        if failing:
+            self._failing_ports.add(port)
+        else:
+            self._failing_ports.discard(port)
 
     async def stop(self) -> None:
         self._release.set()
@@ -195,6 +215,9 @@ class FakeCentral:
         auth = request.headers.get("Authorization", "")
         auth_ok = hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode())
         mode = self._take_mode()
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        if sockname and sockname[1] in self._failing_ports:
+            mode = "error"
         raw = await request.read()
         if not auth_ok:
             return self._answer(401, {"error": "unknown token"}, "", None, auth_ok)
@@ -246,8 +269,11 @@ class FakeCentral:
             if rec.seq in a.records:
                 duplicates += 1
                 continue
-            a.records[rec.seq] = rec if self.keep_records else _KEPT
-            a.arrival.append(rec.seq)
+            seq = rec.seq
+            if not self.keep_records:  # a shared stand-in of the same type, to spare memory
+                rec = _KEPT_EVENT if isinstance(rec, wire.Event) else _KEPT_RESULT
+            a.records[seq] = rec
+            a.arrival.append(seq)
             stored += 1
         a.duplicates += duplicates
         a.gaps += gaps
@@ -282,7 +308,6 @@ class FakeCentral:
 
     async def _report(self, request: web.Request) -> web.Response:
         a = self.agent(request.match_info["agent"])
-        arrival_sorted = all(x < y for x, y in zip(a.arrival, a.arrival[1:], strict=False))
         return web.json_response(
             {
                 "mark": a.mark,
@@ -290,13 +315,15 @@ class FakeCentral:
                 "duplicates": a.duplicates,
                 "gaps": a.gaps,
                 "heartbeats": len(a.heartbeats),
-                "arrival_in_seq_order": arrival_sorted,
+                "results_in_seq_order": a.in_order(wire.Result),
+                "events_in_seq_order": a.in_order(wire.Event),
                 "requests": len(self.requests),
             }
         )
 
 
-_KEPT = wire.Event(0, 0.0, "-", "-", "-", "unknown", "unknown", 0.0, "", False, "health")
+_KEPT_EVENT = wire.Event(0, 0.0, "-", "-", "-", "unknown", "unknown", 0.0, "", False, "health")
+_KEPT_RESULT = wire.Result(0, 0.0, "-", "-", "-", "-", "up", "", 0.0, ())
 
 
 def _parse(body: object, validate: bool) -> wire.Batch:
@@ -306,7 +333,8 @@ def _parse(body: object, validate: bool) -> wire.Batch:
     assert isinstance(body, dict)
     hb = body["heartbeat"]
     records: list[wire.Result | wire.Event] = [
-        _KEPT._replace(seq=r["seq"]) for r in body["records"]
+        (_KEPT_EVENT if r["type"] == "event" else _KEPT_RESULT)._replace(seq=r["seq"])
+        for r in body["records"]
     ]
     return wire.Batch(
         body["agent"],

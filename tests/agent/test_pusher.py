@@ -170,29 +170,30 @@ async def test_failover_to_the_second_url_when_the_first_refuses_connections(
 
 
 async def test_the_agent_returns_to_the_primary_after_a_while(
-    token_env: SecretRef, outbox: Outbox
+    token_env: SecretRef, central: FakeCentral, outbox: Outbox
 ) -> None:
-    async with FakeCentral(TOKEN) as primary, FakeCentral(TOKEN) as secondary:
-        primary.set_mode("error")
-        fake = FakeTime(T0)
-        cfg = config(token_env, primary.url, secondary.url)
-        async with Pusher(
-            cfg, outbox, version="1", clock=fake.clock, sleep=fake.sleep, primary_retry_seconds=300
-        ) as p:
-            await outbox.append([make_result(1)], [])
-            assert await p.push_once()
-            assert p.state().url == secondary.url
-            primary.set_mode("ok")
-            fake.now += 100
-            await outbox.append([make_result(2)], [])
-            assert await p.push_once()
-            assert p.state().url == secondary.url, "not before primary_retry_seconds"
-            fake.now += 201
-            await outbox.append([make_result(3)], [])
-            assert await p.push_once()
-            assert p.state().url == primary.url
-        assert sorted(primary.agent(AGENT).records) == [3]
-        assert sorted(secondary.agent(AGENT).records) == [1, 2]
+    # Two URLs to the same central (fiber and 4G paths, say); the first one fails.
+    primary, secondary = central.url, await central.add_listener()
+    central.fail_url(primary)
+    fake = FakeTime(T0)
+    cfg = config(token_env, primary, secondary)
+    async with Pusher(
+        cfg, outbox, version="1", clock=fake.clock, sleep=fake.sleep, primary_retry_seconds=300
+    ) as p:
+        await outbox.append([make_result(1)], [])
+        assert await p.push_once()
+        assert p.state().url == secondary
+        central.fail_url(primary, failing=False)
+        fake.now += 100
+        await outbox.append([make_result(2)], [])
+        assert await p.push_once()
+        assert p.state().url == secondary, "not before primary_retry_seconds"
+        fake.now += 201
+        await outbox.append([make_result(3)], [])
+        assert await p.push_once()
+        assert p.state().url == primary
+    assert [r.status for r in central.requests] == [500, 200, 200, 200]
+    assert central.agent(AGENT).mark == 3
 
 
 async def test_backoff_delays_grow_exponentially_with_full_jitter(
@@ -505,3 +506,41 @@ async def test_the_body_is_gzip_json_following_the_wire_schema(
     batch = wire.parse_batch(json.loads(gzip.decompress(bodies[0])))
     assert batch.agent == AGENT
     assert [type(r).__name__ for r in batch.records] == ["Event", "Result"]
+
+
+async def test_a_central_whose_mark_never_moves_is_backed_off_not_hammered(
+    token_env: SecretRef, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aiohttp import web
+
+    async def stuck(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"acked_seq": 0, "stored": 0, "duplicates": 5, "gaps": 0})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/ingest", stuck)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        await fill(outbox, 5)
+        fake = FakeTime(T0)
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with Pusher(
+            config(token_env, url, backoff_initial_seconds=1.0, backoff_max_seconds=60.0),
+            outbox,
+            version="1",
+            clock=fake.clock,
+            sleep=fake.sleep,
+            rng=random.Random(5),
+        ) as p:
+            await running(p, lambda: len(fake.sleeps) >= 6, "six stalled pushes")
+            state = p.state()
+    finally:
+        await runner.cleanup()
+    caps = [min(60.0, 2.0**i) for i in range(6)]
+    assert all(0 <= d <= c for d, c in zip(fake.sleeps, caps, strict=False))
+    assert "mark stays at 0" in state.last_error
+    assert state.consecutive_failures >= 6
+    stalls = [r for r in caplog.records if "mark stays at 0" in r.getMessage()]
+    assert len(stalls) == 1, "logged once, not at every retry"
