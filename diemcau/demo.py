@@ -20,7 +20,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,44 +201,37 @@ def summary(db: Path, started: float) -> str:
     return "\n".join(lines)
 
 
-async def run_demo(workdir: Path, duration_seconds: float | None, seed: int) -> int:
+def run_demo(workdir: Path, duration_seconds: float | None, seed: int) -> int:
+    """Set up (files, tokens, central's process), run the agents, tear down."""
+    import probes
+
     workdir.mkdir(parents=True, exist_ok=True)
     use_icmp = icmp_allowed()
     inv_dir = write_inventory(workdir, use_icmp)
-    import probes
-
     inventory: Inventory = load_inventory([inv_dir], probes.params_types())
     port = free_port()
     central_cfg = write_central_config(workdir, inv_dir, port)
-    tokens = await make_tokens(workdir / "central.db", list(inventory.sites), workdir)
+    tokens = asyncio.run(make_tokens(workdir / "central.db", list(inventory.sites), workdir))
     url = f"http://127.0.0.1:{port}"
-    log = (workdir / "central.log").open("ab")
-    central = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "diemcau",
-            "--log-level",
-            "info",
-            "central",
-            "run",
-            "-c",
-            str(central_cfg),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    codecs = [(d.address, CODEC_PORT) for d in inventory.devices() if d.kind is DeviceKind.CODEC]
-    sim = DeviceSimulator(codecs)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    with (workdir / "central.log").open("ab") as log:
+        central = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "diemcau",
+                "--log-level",
+                "info",
+                "central",
+                "run",
+                "-c",
+                str(central_cfg),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     started = time.time()
     try:
-        await _wait_for_port(port, central)
-        await sim.start()
         agents = [
             Agent(
                 agent_config(s, url, tokens[s.id], workdir, s.id == STATUS_SITE),
@@ -248,16 +240,60 @@ async def run_demo(workdir: Path, duration_seconds: float | None, seed: int) -> 
             )
             for s in inventory.sites
         ]
+        status_cfg = _status_config(workdir, inv_dir, agents)
+        asyncio.run(
+            _run_sites(
+                agents,
+                inventory,
+                port,
+                central,
+                duration_seconds,
+                seed,
+                workdir,
+                status_cfg,
+                use_icmp,
+                started,
+            )
+        )
+    finally:
+        central.terminate()
+        try:
+            central.wait(10)
+        except subprocess.TimeoutExpired:
+            central.kill()
+    print(summary(workdir / "central.db", started))
+    return 0
+
+
+async def _run_sites(
+    agents: list[Agent],
+    inventory: Inventory,
+    port: int,
+    central: subprocess.Popen[bytes],
+    duration_seconds: float | None,
+    seed: int,
+    workdir: Path,
+    status_cfg: Path,
+    use_icmp: bool,
+    started: float,
+) -> None:
+    codecs = [(d.address, CODEC_PORT) for d in inventory.devices() if d.kind is DeviceKind.CODEC]
+    sim = DeviceSimulator(codecs)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await _wait_for_port(port, central)
+        await sim.start()
         print(
-            f"diemcau demo: central at {url} (log {workdir / 'central.log'}), "
-            f"{len(agents)} site agents, {len(codecs)} simulated codecs"
+            f"diemcau demo: central at http://127.0.0.1:{port} "
+            f"(log {workdir / 'central.log'}), {len(agents)} site agents, "
+            f"{len(codecs)} simulated codecs"
             f"{'' if use_icmp else ' (ICMP not permitted for this user: codec checks only)'}"
         )
-        print(
-            f"  a technician's view of one site:  diemcau agent status -c "
-            f"{_status_config(workdir, inv_dir, agents)}"
-        )
-        print("  Ctrl-C stops everything.")
+        print(f"  a technician's view of one site:  diemcau agent status -c {status_cfg}")
+        print("  Ctrl-C stops everything.", flush=True)
         async with asyncio.TaskGroup() as tg:
             for a in agents:
                 tg.create_task(a.run(stop))
@@ -269,14 +305,6 @@ async def run_demo(workdir: Path, duration_seconds: float | None, seed: int) -> 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await sim.close()
-        central.terminate()
-        try:
-            central.wait(10)
-        except subprocess.TimeoutExpired:
-            central.kill()
-        log.close()
-    print(summary(workdir / "central.db", started))
-    return 0
 
 
 def _status_config(workdir: Path, inv_dir: Path, agents: list[Agent]) -> Path:
@@ -351,7 +379,7 @@ async def _stop_after(seconds: float, stop: asyncio.Event) -> None:
 
 
 def main(workdir: str, duration_seconds: float | None, seed: int) -> int:
-    return asyncio.run(run_demo(Path(workdir), duration_seconds, seed))
+    return run_demo(Path(workdir), duration_seconds, seed)
 
 
 __all__ = ["demo_address", "main", "run_demo"]
