@@ -69,7 +69,16 @@ from inventory.config import TrapConfig, TrapUser
 from inventory.errors import SecretError
 from inventory.model import Device, Site
 
-__all__ = ["TrapListener", "TrapListenerError", "TrapStats", "describe", "translate"]
+__all__ = [
+    "Oid",
+    "Plain",
+    "TrapListener",
+    "TrapListenerError",
+    "TrapStats",
+    "describe",
+    "text_or_binary",
+    "translate",
+]
 
 log = logging.getLogger(__name__)
 
