@@ -251,13 +251,13 @@ class Store:
     # --- reading and acking --------------------------------------------------------------
 
     def next_batch(
-        self, max_records: int, max_bytes: int, events_after: int
-    ) -> tuple[list[str], list[tuple[int, int]], int, bool]:
-        """Events first (seq > events_after), then the oldest results; see Outbox.next_batch."""
+        self, max_records: int, max_bytes: int, events_after: int, results_after: int
+    ) -> tuple[list[str], list[tuple[int, int]], int, int, bool]:
+        """Events first (seq > events_after), then the oldest results (seq > results_after)."""
         c = self.conn
         out: list[str] = []
         total = 0
-        last_event = 0
+        last_event = last_result = 0
         more = False
         rows = c.execute(
             "SELECT seq, nbytes, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -273,14 +273,16 @@ class Store:
         if not more:
             room = max_records - len(out)
             rows = c.execute(
-                "SELECT nbytes, body FROM results ORDER BY seq LIMIT ?", (max(room, 0) + 1,)
+                "SELECT seq, nbytes, body FROM results WHERE seq > ? ORDER BY seq LIMIT ?",
+                (results_after, max(room, 0) + 1),
             )
-            for taken, (nbytes, body) in enumerate(rows):
+            for taken, (seq, nbytes, body) in enumerate(rows):
                 if taken >= room or (out and total + nbytes > max_bytes):
                     more = True
                     break
                 out.append(body)
                 total += nbytes
+                last_result = seq
         ranges = [
             (int(a), int(b))
             for a, b in c.execute(
@@ -288,7 +290,7 @@ class Store:
                 (MAX_RANGES_PER_BATCH,),
             )
         ]
-        return out, ranges, last_event, more
+        return out, ranges, last_event, last_result, more
 
     def ack(self, seq: int) -> int:
         """Forget everything at or below ``seq``; the number of records deleted."""

@@ -44,6 +44,7 @@ class OutboxBatch(NamedTuple):
     records_json: tuple[str, ...]  # each one record's wire JSON, ready to splice into a body
     dropped_ranges: tuple[tuple[int, int], ...]  # [first_seq, last_seq] not yet passed
     last_event_seq: int  # highest event seq in records_json (0: none)
+    last_result_seq: int  # highest result seq in records_json (0: none)
     more: bool  # records were left out by the count or byte limit
 
 
@@ -139,20 +140,23 @@ class Outbox:
         max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
         *,
         events_after: int = 0,
+        results_after: int = 0,
     ) -> OutboxBatch:
         """Up to ``max_records`` records and about ``max_bytes`` of JSON (at least one record).
 
         All undelivered events first (those with seq > ``events_after``: the pusher
         passes the highest event seq central already stored, so events it holds but
-        cannot yet ack are not resent), oldest first; then the oldest results; each in
-        seq order. Also the dropped ranges central has not passed yet (at most 1000).
+        cannot yet ack are not resent), oldest first; then the oldest results (those with
+        seq > ``results_after``: the pusher prepares the next batch of a drain while the
+        previous one is in flight); each in seq order. Also the dropped ranges central
+        has not passed yet (at most 1000).
         """
         if max_records < 1:
             raise ValueError("max_records must be at least 1")
-        records, ranges, last_event, more = await self._run(
-            self._store.next_batch, max_records, max_bytes, events_after
+        records, ranges, last_event, last_result, more = await self._run(
+            self._store.next_batch, max_records, max_bytes, events_after, results_after
         )
-        return OutboxBatch(tuple(records), tuple(ranges), last_event, more)
+        return OutboxBatch(tuple(records), tuple(ranges), last_event, last_result, more)
 
     async def ack(self, seq: int) -> int:
         """Central holds everything up to ``seq``: delete those records and dropped ranges.

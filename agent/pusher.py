@@ -95,6 +95,19 @@ class _Outcome:
     problems: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    batch: OutboxBatch
+    body: bytes  # gzip
+
+
+async def _discard(task: asyncio.Task[_Prepared] | None) -> None:
+    """Cancel a batch prepared ahead (its records are read again from central's mark)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def _unknown_uplink() -> str:
     return "unknown"
 
@@ -145,6 +158,7 @@ class Pusher:
         self._logged_problems: set[str] = set()
         self._logged_kind: str = ""
         self._seq_warned = False
+        self._acking: asyncio.Task[None] | None = None
         self._state = PushState(
             url=config.central_urls[0],
             central_reachable=False,
@@ -181,6 +195,7 @@ class Pusher:
         )
 
     async def aclose(self) -> None:
+        await self._settle()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -195,65 +210,106 @@ class Pusher:
         return self._state
 
     async def run(self) -> None:
-        """Push until cancelled. Failures are logged on transitions and retried, never raised."""
+        """Push until cancelled. Failures are logged on transitions and retried, never raised.
+
+        While a backlog drains, the next batch is read and compressed while the current
+        one is in flight, and acks do not hold up the next send; one request is in
+        flight at a time, so a failure simply drops the prepared batch and the drain
+        resumes from central's mark.
+        """
         await self.start()
-        while True:
-            now = self._clock()
-            stats = self._outbox.stats()
-            if stats.backlog_records == 0 and now < self._heartbeat_due:
-                await self._pause(min(self._push.interval_seconds, self._heartbeat_due - now))
-                continue
-            batch = await self._next_batch()
-            if not batch.records_json and not batch.dropped_ranges and now < self._heartbeat_due:
-                await self._pause(min(self._push.interval_seconds, self._heartbeat_due - now))
-                continue
-            started = self._clock()
-            outcome = await self._send(batch)
-            if outcome.kind == "too_large" and self._batch_max_bytes > _MIN_BATCH_BYTES:
-                continue  # retry at once with the halved size
-            if outcome.kind != "ok":
-                await self._sleep(self._retry_delay(outcome))
-                continue
-            if batch.more:
-                # Drain back to back, at up to max_records_per_second.
-                spent = self._clock() - started
-                pause = len(batch.records_json) / self._push.max_records_per_second - spent
-                if pause > 0:
-                    await self._sleep(pause)
-                continue
-            await self._pause(self._push.interval_seconds)
+        ahead: asyncio.Task[_Prepared] | None = None
+        try:
+            while True:
+                now = self._clock()
+                if ahead is not None:
+                    prepared, ahead = await ahead, None
+                else:
+                    if self._outbox.stats().backlog_records == 0 and now < self._heartbeat_due:
+                        await self._pause(self._idle_seconds(now))
+                        continue
+                    prepared = await self._prepare()
+                batch = prepared.batch
+                if (
+                    not batch.records_json
+                    and not batch.dropped_ranges
+                    and now < self._heartbeat_due
+                ):
+                    await self._pause(self._idle_seconds(now))
+                    continue
+                if batch.more:
+                    ahead = asyncio.create_task(
+                        self._prepare(
+                            events_after=max(self._events_stored_upto, batch.last_event_seq),
+                            results_after=batch.last_result_seq,
+                        )
+                    )
+                started = self._clock()
+                outcome = await self._send(prepared)
+                if outcome.kind != "ok":
+                    await _discard(ahead)
+                    ahead = None
+                    if outcome.kind == "too_large" and self._batch_max_bytes > _MIN_BATCH_BYTES:
+                        continue  # at once, with the halved size
+                    await self._sleep(self._retry_delay(outcome))
+                    continue
+                if batch.more:
+                    # Back to back, at up to max_records_per_second.
+                    spent = self._clock() - started
+                    pause = len(batch.records_json) / self._push.max_records_per_second - spent
+                    if pause > 0:
+                        await self._sleep(pause)
+                    continue
+                await self._settle()
+                await self._pause(self._push.interval_seconds)
+        finally:
+            await _discard(ahead)
+            await self._settle()
 
     async def push_once(self) -> bool:
         """Send one batch (or a heartbeat) now, without backoff; whether central acked it.
 
         For a flush at shutdown: ``while outbox.stats().backlog_records and await
-        pusher.push_once(): ...`` under the daemon's deadline.
+        pusher.push_once(): ...`` under the daemon's deadline. The outbox is acked when
+        this returns.
         """
         await self.start()
-        outcome = await self._send(await self._next_batch())
+        outcome = await self._send(await self._prepare())
+        await self._settle()
         return outcome.kind == "ok"
 
     # --- one push ------------------------------------------------------------------------
 
-    async def _next_batch(self) -> OutboxBatch:
-        return await self._outbox.next_batch(
+    def _idle_seconds(self, now: float) -> float:
+        return min(self._push.interval_seconds, self._heartbeat_due - now)
+
+    async def _prepare(self, *, events_after: int = -1, results_after: int = 0) -> _Prepared:
+        """The next batch and its gzip body (events_after -1: the events not yet stored)."""
+        batch = await self._outbox.next_batch(
             self._push.batch_max_records,
             self._batch_max_bytes,
-            events_after=self._events_stored_upto,
+            events_after=self._events_stored_upto if events_after < 0 else events_after,
+            results_after=results_after,
         )
+        return _Prepared(batch, await self._body(batch))
 
-    async def _send(self, batch: OutboxBatch) -> _Outcome:
+    async def _settle(self) -> None:
+        """Wait for the acks under way (the outbox's counters are current afterwards)."""
+        if self._acking is not None:
+            task, self._acking = self._acking, None
+            await task
+
+    async def _send(self, prepared: _Prepared) -> _Outcome:
         try:
             token = await asyncio.to_thread(self._config.token.reveal)
         except SecretError as exc:
             return self._failed(
                 _Outcome("no_token", self._urls[self._current], f"agent.token: {exc}")
             )
-        body = await self._body(batch)
-        outcome = await self._deliver(body, token)
+        outcome = await self._deliver(prepared.body, token)
         if outcome.kind != "ok":
             return self._failed(outcome)
-        return await self._acked(batch, outcome, len(body))
+        return await self._acked(prepared.batch, outcome, len(prepared.body))
 
     async def _body(self, batch: OutboxBatch) -> bytes:
         stats = self._outbox.stats()
@@ -373,10 +429,14 @@ class Pusher:
                 self._agent_id,
                 outcome.acked_seq,
             )
-        deleted = await self._outbox.ack(outcome.acked_seq)
         progressed = (
-            deleted > 0 or not batch.records_json or batch.last_event_seq > self._events_stored_upto
+            outcome.acked_seq > self._state.acked_seq
+            or not batch.records_json
+            or batch.last_event_seq > self._events_stored_upto
         )
+        # The ack runs on the outbox's thread while the next batch goes out; acks stay
+        # in order (each waits for the one before).
+        self._acking = asyncio.create_task(self._ack(self._acking, outcome.acked_seq))
         if batch.last_event_seq:
             self._events_stored_upto = max(self._events_stored_upto, batch.last_event_seq)
         self._heartbeat_due = now + self._push.heartbeat_seconds
@@ -387,7 +447,7 @@ class Pusher:
             last_success_ts=now,
             consecutive_failures=s.consecutive_failures,
             last_error=s.last_error,
-            acked_seq=outcome.acked_seq,
+            acked_seq=max(outcome.acked_seq, s.acked_seq),
             records_sent_total=s.records_sent_total + len(batch.records_json),
             bytes_sent_total=s.bytes_sent_total + body_bytes,
             pushes_total=s.pushes_total + 1,
@@ -416,6 +476,11 @@ class Pusher:
         self._logged_kind = ""
         self._state = replace(self._state, consecutive_failures=0, last_error="")
         return outcome
+
+    async def _ack(self, before: asyncio.Task[None] | None, seq: int) -> None:
+        if before is not None:
+            await before
+        await self._outbox.ack(seq)
 
     def _failed(self, outcome: _Outcome) -> _Outcome:
         now = self._clock()
