@@ -15,7 +15,9 @@ The standard site (what one commune point of the Bình Thuận network runs):
     = 836 808 records in 7 days (725 760 of them ICMP).
 
 The drain goes to the fake central (``python -m agent.testing``, a separate process, with
-the wire parser on) unless ``--url`` names a real one (``--token``, ``--agent``).
+the wire parser on) unless ``--url`` names a real one (``--token``, ``--agent``);
+``--parse wire,none`` drains the same fill twice, the second time to a fake that does not
+decode the records, which shows the agent's own cost.
 Run: ``/tmp/venv/bin/python bench/backlog_drain.py`` (``--days 1`` for a quick look).
 Target: the 7-day backlog drains in 60 s or less.
 """
@@ -26,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -183,10 +186,8 @@ async def fill(path: Path, days: float, start: float, max_bytes: int) -> tuple[i
     return stats.last_seq, time.perf_counter() - t
 
 
-def start_fake_central(token: str, validate: bool) -> tuple[subprocess.Popen[str], str]:
-    argv = [sys.executable, "-m", "agent.testing", "--token", token]
-    if not validate:
-        argv.append("--no-validate")
+def start_fake_central(token: str, parse: str) -> tuple[subprocess.Popen[str], str]:
+    argv = [sys.executable, "-m", "agent.testing", "--token", token, "--parse", parse]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
@@ -235,19 +236,29 @@ def main() -> None:
     parser.add_argument("--url", help="a running central instead of the fake")
     parser.add_argument("--token", default="bench-token")
     parser.add_argument("--agent", default=SITE, help="agent id at central")
-    parser.add_argument("--no-validate", action="store_true", help="fake central skips parsing")
+    parser.add_argument(
+        "--parse",
+        default="wire",
+        help="how the fake central reads bodies, comma-separated to compare: wire (the wire "
+        "parser, as central does), json (json.loads only), none (agent-side cost only)",
+    )
     parser.add_argument("--batch", type=int, default=PushConfig().batch_max_records)
     parser.add_argument("--rate", type=float, default=PushConfig().max_records_per_second)
     parser.add_argument(
         "--max-bytes", type=int, default=1 << 30, help="outbox.max_bytes for the fill"
     )
     args = parser.parse_args()
+    os.environ["DIEMCAU_BENCH_TOKEN"] = args.token
+    push = PushConfig(batch_max_records=args.batch, max_records_per_second=args.rate)
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        path = Path(tmp) / "outbox.db"
+        filled = Path(tmp) / "filled"
+        filled.mkdir()
         start = time.time() - args.days * DAY_SECONDS + 600
-        records, fill_seconds = asyncio.run(fill(path, args.days, start, args.max_bytes))
-        size = sum(p.stat().st_size for p in Path(tmp).iterdir())
+        records, fill_seconds = asyncio.run(
+            fill(filled / "outbox.db", args.days, start, args.max_bytes)
+        )
+        size = sum(p.stat().st_size for p in filled.iterdir())
         print(
             f"filled: {records} records ({args.days:g} days), {size / 1e6:.0f} MB on disk, "
             f"in {fill_seconds:.1f} s"
@@ -255,37 +266,39 @@ def main() -> None:
         if size > OutboxConfig().max_bytes:
             default_mb = OutboxConfig().max_bytes / 1e6
             print(f"note: above the default outbox.max_bytes ({default_mb:.0f} MB)")
-
-        os.environ["DIEMCAU_BENCH_TOKEN"] = args.token
-        proc = None
-        url = args.url
-        if url is None:
-            proc, url = start_fake_central(args.token, not args.no_validate)
-        try:
-            push = PushConfig(batch_max_records=args.batch, max_records_per_second=args.rate)
-            open_s, seconds, backlog, sent = asyncio.run(
-                drain(path, url, args.agent, "DIEMCAU_BENCH_TOKEN", push)
+        modes = ["external"] if args.url else args.parse.split(",")
+        for mode in modes:
+            run_dir = Path(tmp) / mode
+            shutil.copytree(filled, run_dir)
+            proc, url = (None, args.url) if args.url else start_fake_central(args.token, mode)
+            try:
+                open_s, seconds, backlog, sent = asyncio.run(
+                    drain(run_dir / "outbox.db", url, args.agent, "DIEMCAU_BENCH_TOKEN", push)
+                )
+                report = None
+                if proc is not None:
+                    with urllib.request.urlopen(f"{url}/_fake/agents/{args.agent}") as resp:
+                        report = json.load(resp)
+            finally:
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait()
+                shutil.rmtree(run_dir)
+            central = "the central at " + url if args.url else f"the fake central (parse={mode})"
+            print(f"-- to {central}")
+            print(f"opened the {backlog}-record outbox in {open_s * 1000:.0f} ms")
+            print(
+                f"drained {backlog} records in {seconds:.1f} s: {backlog / seconds:,.0f} "
+                f"records/s, {sent / 1e6:.0f} MB gzip sent ({sent / seconds / 1e6:.1f} MB/s)"
             )
-            report = None
-            if proc is not None:
-                with urllib.request.urlopen(f"{url}/_fake/agents/{args.agent}") as resp:
-                    report = json.load(resp)
-        finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait()
-    print(f"opened the {backlog}-record outbox in {open_s * 1000:.0f} ms")
-    print(
-        f"drained {backlog} records in {seconds:.1f} s: {backlog / seconds:,.0f} records/s, "
-        f"{sent / 1e6:.0f} MB gzip sent ({sent / seconds / 1e6:.1f} MB/s)"
-    )
-    if report is not None:
-        print(
-            f"central: stored {report['stored']}, duplicates {report['duplicates']}, "
-            f"mark {report['mark']}, results in seq order: {report['results_in_seq_order']}, "
-            f"events in seq order: {report['events_in_seq_order']}"
-        )
-    print("target <= 60 s:", "met" if seconds <= 60 else "MISSED")
+            if report is not None:
+                print(
+                    f"central: stored {report['stored']}, duplicates {report['duplicates']}, "
+                    f"mark {report['mark']}, results in seq order: "
+                    f"{report['results_in_seq_order']}, events in seq order: "
+                    f"{report['events_in_seq_order']}"
+                )
+            print("target <= 60 s:", "met" if seconds <= 60 else "MISSED")
 
 
 if __name__ == "__main__":
