@@ -26,9 +26,10 @@ snmptrapd needs ``createUser -e ENGINEID`` for each sender). The listener learns
 when a v3 message names a configured user under an engine id not seen yet, the user is
 added for that engine id (from master keys hashed once at start) and the message is
 processed; if it does not authenticate, the entry is removed again, so only engine ids
-that proved they hold the keys are kept (at most ``MAX_LEARNED_ENGINES``). pysnmp checks
-the security level against the user's configuration only for its own engine (INFORMs),
-so the listener enforces it for traps: an authPriv user's traps must be authPriv.
+that proved they hold the keys are kept (the ``MAX_LEARNED_ENGINES`` most recently
+used). pysnmp checks the security level against the user's configuration only for its
+own engine (INFORMs), so the listener enforces it for traps: an authPriv user's traps
+must be authPriv.
 
 Counters (``stats()``) are exclusive; every datagram counts in ``received_total`` and
 in exactly one of: ``unknown_sender_total`` (not from a device of the site: dropped
@@ -44,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import ipaddress
 import logging
 import socket
@@ -264,11 +266,12 @@ def _interface(varbinds: Sequence[tuple[Oid, Plain]]) -> str:
 
 
 def _oid_name(oid: Oid) -> str:
-    for cut in (1, 0):  # a column with its index, or a scalar/OID named whole
-        name = _NAMES.get(oid[: len(oid) - cut]) if cut else _NAMES.get(oid)
-        if name is not None:
-            rest = oid[len(oid) - cut :]
-            return name + "".join(f".{i}" for i in rest)
+    name = _NAMES.get(oid)
+    if name is not None:
+        return name
+    name = _NAMES.get(oid[:-1])
+    if name is not None:  # a column or scalar with its instance: ifDescr.3, sysName.0
+        return f"{name}.{oid[-1]}"
     return ".".join(map(str, oid))
 
 
@@ -391,7 +394,9 @@ class TrapListener:
         self._queue: asyncio.Queue[wire.Event] = asyncio.Queue(MAX_QUEUED_EVENTS)
         self._devices: dict[str, Device] = {}
         self._users: dict[str, _User] = {}
-        self._learned: set[tuple[bytes, str]] = set()
+        self._learned: collections.OrderedDict[tuple[bytes, str], None] = (
+            collections.OrderedDict()
+        )  # oldest use first
         self._last_state: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._warned: set[tuple[str, str]] = set()
         self._engine: Any = None
@@ -421,7 +426,7 @@ class TrapListener:
         except OSError as exc:
             sock.close()
             hint = ""
-            if int(port_text) < 1024 and exc.errno == 13:
+            if int(port_text) < 1024 and exc.errno == errno.EACCES:
                 hint = (
                     " -- ports below 1024 need root or CAP_NET_BIND_SERVICE; "
                     "or set agent.traps.listen to e.g. 0.0.0.0:1162 and point the devices there"
@@ -432,12 +437,6 @@ class TrapListener:
         self._sock = sock
         engine = SnmpEngine()
         self._engine = engine
-        transport: Any = (_Transport6 if family == socket.AF_INET6 else _Transport)()
-        transport.hook = self._datagram
-        transport.open_server_mode(sock=sock)
-        domain = udp6.DOMAIN_NAME if family == socket.AF_INET6 else udp.DOMAIN_NAME
-        snmp_config.add_transport(engine, domain, transport)
-        await transport._lport  # the endpoint is made in a task; wait for it
         for i, community in enumerate(communities):
             snmp_config.add_v1_system(engine, f"community-{i}", community)
         self._users = users
@@ -450,6 +449,13 @@ class TrapListener:
             for (module, name), why in _REJECT_COUNTERS.items()
         ]
         self._discovery = [builder.import_symbols(m, n)[0] for m, n in _DISCOVERY_COUNTERS]
+        # Receiving starts last, with everything above in place.
+        transport: Any = (_Transport6 if family == socket.AF_INET6 else _Transport)()
+        transport.hook = self._datagram
+        transport.open_server_mode(sock=sock)
+        domain = udp6.DOMAIN_NAME if family == socket.AF_INET6 else udp.DOMAIN_NAME
+        snmp_config.add_transport(engine, domain, transport)
+        await transport._lport  # the endpoint is made in a task; wait for it
         bound = sock.getsockname()
         self.address = (str(bound[0]), int(bound[1]))
         log.info(
@@ -634,6 +640,8 @@ class TrapListener:
                     device.id,
                     sender,
                 )
+                if len(self._learned) > MAX_LEARNED_ENGINES:
+                    self._forget(next(iter(self._learned)))  # least recently used
             else:
                 self._forget(learning)
         if outcome == "rejected":
@@ -650,12 +658,13 @@ class TrapListener:
         engine_id, user_name, _flags = header
         user = self._users.get(user_name)
         key = (engine_id, user_name)
+        if key in self._learned:
+            self._learned.move_to_end(key)
+            return None
         if (
             user is None
             or not 5 <= len(engine_id) <= 32
-            or key in self._learned
             or engine_id == bytes(self._engine.snmpEngineID)
-            or len(self._learned) >= MAX_LEARNED_ENGINES
         ):
             return None
         try:
@@ -663,11 +672,11 @@ class TrapListener:
         except Exception:  # a pysnmp refusal: a rejected trap, not a crash
             log.debug("cannot add v3 user for engine 0x%s", engine_id.hex(), exc_info=True)
             return None
-        self._learned.add(key)
+        self._learned[key] = None
         return key
 
     def _forget(self, key: tuple[bytes, str]) -> None:
-        self._learned.discard(key)
+        self._learned.pop(key, None)
         with contextlib.suppress(Exception):
             snmp_config.delete_v3_user(self._engine, key[1], securityEngineId=key[0])
 

@@ -381,6 +381,21 @@ async def test_v3_traps_from_two_engines_are_both_learned(trap_rx: Running) -> N
     assert trap_rx.listener.stats().learned_engine_ids == 2
 
 
+async def test_the_least_recently_used_engine_id_is_forgotten_first(
+    trap_rx: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.traps.MAX_LEARNED_ENGINES", 2)
+    engines = [f"0x80001f880474657374{i:04x}" for i in range(3)]
+    for engine in (engines[0], engines[1], engines[0], engines[2], engines[0]):
+        await trap_rx.net.v3(COLD_START_OID, engine_id=engine)
+    await trap_rx.sink.wait_for(5)
+    learned = [engine_id.hex() for engine_id, _ in trap_rx.listener._learned]
+    assert learned == [engines[2][2:], engines[0][2:]]  # engines[1] went; [0] stayed in use
+    await trap_rx.net.v3(COLD_START_OID, engine_id=engines[1])  # and comes back when it sends
+    await trap_rx.sink.wait_for(6)
+    assert trap_rx.listener.stats().accepted_total == 6
+
+
 @pytest.mark.parametrize(
     ("kwargs", "why"),
     [
