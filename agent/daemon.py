@@ -26,6 +26,7 @@ from agent.health import CheckKey, Health
 from agent.outbox import Outbox
 from agent.pusher import Pusher
 from agent.scheduler import RunProbe, Scheduler
+from agent.traps import TrapListener
 from agent.uplink import detect_uplink
 from exporters.prometheus import Family, Point, exposition, group, new_registry
 from inventory import wire
@@ -58,6 +59,7 @@ HELP = {
     "diemcau_agent_probe_skipped_total": "Runs skipped because the previous one was still going.",
     "diemcau_agent_uplink": "1 for the uplink in use (fiber, cellular or unknown).",
     "diemcau_check_state": "1 for each check's current state (up, degraded, down, unknown).",
+    "diemcau_agent_traps_total": "SNMP traps received, by outcome.",
 }
 
 
@@ -90,8 +92,10 @@ class Agent:
         self.outbox: Outbox | None = None
         self.pusher: Pusher | None = None
         self.scheduler: Scheduler | None = None
+        self.traps: TrapListener | None = None
         self.status_url: str | None = None
         self.started = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- the measurement path ----------------------------------------------------------
 
@@ -122,6 +126,12 @@ class Agent:
         if events:
             self.pusher.wake()
 
+    async def _on_trap(self, event: wire.Event) -> None:
+        """A trap is an event at once: stored, and the pusher woken, without a poll."""
+        assert self.outbox is not None and self.pusher is not None
+        await self.outbox.append([], [event])
+        self.pusher.wake()
+
     # --- lifecycle ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -148,6 +158,13 @@ class Agent:
             if self._serve_status:
                 runner = await self._start_status_server()
                 stack.push_async_callback(runner.cleanup)
+            if self.config.traps.enabled:
+                self.traps = TrapListener(
+                    self.config.traps, self.site, self._on_trap, clock=self.clock.time
+                )
+                host, port = await self.traps.start()
+                stack.callback(self.traps.close)
+                log.info("listening for SNMP traps on %s:%d", host, port)
             log.info(
                 "agent for %s started: %d checks, pushing to %s",
                 self.site.id,
@@ -160,6 +177,8 @@ class Agent:
                     tg.create_task(self.pusher.run(), name="pusher"),
                     tg.create_task(self._uplink_loop(), name="uplink"),
                 ]
+                if self.traps is not None:
+                    tasks.append(tg.create_task(self.traps.run(), name="traps"))
                 self.started.set()
                 await stop.wait()
                 for t in tasks:
@@ -187,6 +206,10 @@ class Agent:
             self.scheduler.reload(site)
             keys = [CheckKey(site.id, d.id, c.name) for d in site.devices for c in d.checks]
             self.health.retain(keys)
+        if self.traps is not None:
+            task = asyncio.get_running_loop().create_task(self.traps.set_site(site))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _uplink_loop(self) -> None:
         while True:
@@ -269,6 +292,15 @@ class Agent:
             st = self.scheduler.stats()
             pts.append(Point("diemcau_agent_probe_runs_total", (), st.runs_total))
             pts.append(Point("diemcau_agent_probe_skipped_total", (), st.skipped_total))
+        if self.traps is not None:
+            t = self.traps.stats()
+            for outcome, n in (
+                ("accepted", t.accepted_total),
+                ("rejected", t.rejected_total),
+                ("unknown_sender", t.unknown_sender_total),
+                ("garbage", t.garbage_total),
+            ):
+                pts.append(Point("diemcau_agent_traps_total", (("outcome", outcome),), n))
         for u in ("fiber", "cellular", "unknown"):
             pts.append(Point("diemcau_agent_uplink", (("uplink", u),), float(self.uplink == u)))
         for d in self.site.devices:

@@ -171,3 +171,87 @@ async def test_records_survive_a_restart_and_are_delivered_after_central_returns
     stop2.set()
     await asyncio.wait_for(task2, 15)
     assert sorted(held.records) == list(range(1, held.mark + 1))
+
+
+async def test_a_trap_becomes_an_event_at_central_without_a_poll(
+    tmp_path: Path, central: FakeCentral, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from tests.peers._util import require_binary
+
+    snmptrap = require_binary("snmptrap")
+    monkeypatch.setenv("DC_TEST_AGENT_TOKEN", TOKEN)
+    monkeypatch.setenv("DC_TEST_TRAP_COMMUNITY", "trap-c0mmunity")
+    cfg = check(
+        AgentConfig,
+        {
+            "site": "bt-x",
+            "central_urls": [central.url],
+            "token": "${DC_TEST_AGENT_TOKEN}",
+            "data_dir": str(tmp_path / "agent"),
+            "listen": "127.0.0.1:0",
+            "uplink": "fiber",
+            "push": {"interval_seconds": 60, "heartbeat_seconds": 60},
+            "traps": {
+                "enabled": True,
+                "listen": "127.0.0.1:0",
+                "communities": ["${DC_TEST_TRAP_COMMUNITY}"],
+            },
+        },
+    )
+    site = make_site()
+    slow = Site(
+        site.id,
+        site.name,
+        site.level,
+        site.region,
+        site.region_path,
+        site.lat,
+        site.lon,
+        None,
+        tuple(
+            Device(d.id, d.name, d.kind, d.address, d.link, None, (), d.site_id)
+            for d in site.devices
+        ),
+    )
+    agent = Agent(cfg, slow, serve_status=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    await asyncio.wait_for(agent.started.wait(), 10)
+    assert agent.traps is not None and agent.traps.address is not None
+    host, port = agent.traps.address[:2]
+    subprocess.run(
+        [
+            snmptrap,
+            "-v",
+            "2c",
+            "-c",
+            "trap-c0mmunity",
+            f"{host}:{port}",
+            "",
+            "1.3.6.1.6.3.1.1.5.3",
+            "1.3.6.1.2.1.2.2.1.1.2",
+            "i",
+            "2",
+            "1.3.6.1.2.1.2.2.1.2.2",
+            "s",
+            "GigabitEthernet0/2",
+        ],
+        check=True,
+        timeout=10,
+    )
+    held = central.agent("bt-x")
+    # No check runs (no checks at all) and the push interval is 60 s: only the trap's
+    # own wake-up can bring the event to central this fast.
+    await until(
+        lambda: any(
+            isinstance(r, wire.Event) and r.source == "trap" for r in held.records.values()
+        ),
+        "the trap's event at central",
+    )
+    [event] = [r for r in held.records.values() if isinstance(r, wire.Event)]
+    assert event.device == "bt-x-ont" and event.state == "down"
+    assert event.check.startswith("trap:link:")
+    stop.set()
+    await asyncio.wait_for(task, 10)
