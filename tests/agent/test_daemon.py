@@ -176,7 +176,6 @@ async def test_records_survive_a_restart_and_are_delivered_after_central_returns
 async def test_a_trap_becomes_an_event_at_central_without_a_poll(
     tmp_path: Path, central: FakeCentral, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import subprocess
 
     from tests.peers._util import require_binary
 
@@ -221,26 +220,23 @@ async def test_a_trap_becomes_an_event_at_central_without_a_poll(
     await asyncio.wait_for(agent.started.wait(), 10)
     assert agent.traps is not None and agent.traps.address is not None
     host, port = agent.traps.address[:2]
-    subprocess.run(
-        [
-            snmptrap,
-            "-v",
-            "2c",
-            "-c",
-            "trap-c0mmunity",
-            f"{host}:{port}",
-            "",
-            "1.3.6.1.6.3.1.1.5.3",
-            "1.3.6.1.2.1.2.2.1.1.2",
-            "i",
-            "2",
-            "1.3.6.1.2.1.2.2.1.2.2",
-            "s",
-            "GigabitEthernet0/2",
-        ],
-        check=True,
-        timeout=10,
+    proc = await asyncio.create_subprocess_exec(
+        snmptrap,
+        "-v",
+        "2c",
+        "-c",
+        "trap-c0mmunity",
+        f"{host}:{port}",
+        "",
+        "1.3.6.1.6.3.1.1.5.3",
+        "1.3.6.1.2.1.2.2.1.1.2",
+        "i",
+        "2",
+        "1.3.6.1.2.1.2.2.1.2.2",
+        "s",
+        "GigabitEthernet0/2",
     )
+    assert await asyncio.wait_for(proc.wait(), 10) == 0
     held = central.agent("bt-x")
     # No check runs (no checks at all) and the push interval is 60 s: only the trap's
     # own wake-up can bring the event to central this fast.
