@@ -17,10 +17,12 @@ import asyncio
 import contextlib
 import hashlib
 import ipaddress
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
 from pysnmp.entity.engine import SnmpEngine
 from pysnmp.error import PySnmpError
 from pysnmp.hlapi.v3arch.asyncio import (
@@ -133,6 +135,24 @@ class Credentials:
 
 # --- the engine ---------------------------------------------------------------------------
 
+_log = logging.getLogger(__name__)
+
+
+class _GuardedDispatcher(AsyncioDispatcher):  # type: ignore[misc]
+    """pysnmp's dispatcher, minus the traceback a malformed datagram can raise.
+
+    Some garbage (``6d7b93033476d07d``, say) makes pysnmp 7.1 raise TypeError while it
+    handles the decode failure; asyncio would log that as an error on every packet a
+    broken or hostile device sends. Such a datagram is dropped like any other bad one.
+    """
+
+    def _callback_function(self, transport: Any, address: Any, message: Any) -> None:
+        try:
+            super()._callback_function(transport, address, message)
+        except Exception:  # one bad datagram must not reach asyncio's error log
+            _log.debug("dropped an SNMP datagram from %s", address, exc_info=True)
+
+
 _engine: SnmpEngine | None = None
 _engine_loop: asyncio.AbstractEventLoop | None = None
 
@@ -143,8 +163,9 @@ def _shared_engine() -> SnmpEngine:
     loop = asyncio.get_running_loop()
     if _engine is None or _engine_loop is not loop:
         close_engine()
-        _engine = SnmpEngine()
-        _engine_loop = loop
+        engine = SnmpEngine()
+        engine.register_transport_dispatcher(_GuardedDispatcher(loop=loop))
+        _engine, _engine_loop = engine, loop
     return _engine
 
 

@@ -212,10 +212,12 @@ class _Junk(asyncio.DatagramProtocol):
             self.answers += 1
 
 
-# Answers that must not crash or confuse a manager: random bytes, a truncated BER header, a
-# SEQUENCE claiming more bytes than it has, and a well-formed message of the wrong version.
+# Answers that must not crash or confuse a manager: bytes that make pysnmp 7.1 raise while it
+# handles their decode failure, fixed random bytes, a truncated BER header, a SEQUENCE
+# claiming more bytes than it has, and a well-formed message of the wrong version.
 GARBAGE = [
-    secrets.token_bytes(64),
+    bytes.fromhex("6d7b93033476d07d"),
+    bytes.fromhex("787b486a3a720168daa8b6423ca238024b4dd055aa24f3be9a4f05ca38f49a40"),
     b"\x30\x82",
     b"\x30\x84\x7f\xff\xff\xff\x02\x01\x01",
     bytes.fromhex("302602010904067075626c6963a21902040000000102010002010030"),
