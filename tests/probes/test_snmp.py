@@ -296,6 +296,25 @@ async def test_dead_port_is_down_in_bounded_time(
     assert time.monotonic() - started < FAST + 1.5
 
 
+async def test_the_callers_deadline_cancels_cleanly(
+    monkeypatch: pytest.MonkeyPatch, snmpd: Snmpd
+) -> None:
+    """The probe takes no deadline: the caller's asyncio.timeout cancels it mid-request."""
+    silent = replace(_v3(monkeypatch, snmpd, "diemcau-sha-aes"), port=free_port(socket.SOCK_DGRAM))
+    silent = replace(silent, request_timeout_seconds=30)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await snmp.probe(Target("127.0.0.1"), silent)
+    assert time.monotonic() - started < 2
+    # The user's slot was given back: the same user with other keys is not kept waiting.
+    other = _v3(monkeypatch, snmpd, "diemcau-sha-aes", auth="yet-another-key")
+    async with asyncio.timeout(5):
+        assert (await snmp.probe(Target(snmpd.host), other)).status is Status.DOWN
+        good = await snmp.probe(Target(snmpd.host), _v3(monkeypatch, snmpd, "diemcau-sha-aes"))
+    assert good.status is Status.UP, good.reason
+
+
 async def test_no_such_object_for_a_required_object_is_down(
     monkeypatch: pytest.MonkeyPatch, snmpd: Snmpd
 ) -> None:
