@@ -43,9 +43,10 @@ _MAX_RETRY_AFTER_SECONDS = 3600.0
 _MAX_ANSWER_BYTES = 1 << 20
 _MIN_BATCH_BYTES = 64 * 1024
 _GZIP_LEVEL = 6
-_GZIP_IN_THREAD_BYTES = 256 * 1024
+_BODY_IN_THREAD_RECORDS = 200  # bigger bodies are joined and compressed off the loop
 _MAX_LOGGED_PROBLEMS = 200
 MAX_PROBLEM_LINES = 10
+_GROW_AFTER_SUCCESSES = 5
 _EMPTY_RECORDS = '"records":[]'
 
 
@@ -93,6 +94,7 @@ class _Outcome:
     acked_seq: int = 0
     retry_after_seconds: float | None = None
     problems: tuple[str, ...] = ()
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,8 @@ class Pusher:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._batch_max_bytes = batch_max_bytes
+        self._batch_max_bytes_configured = batch_max_bytes
+        self._successes_since_shrink = 0
         self._primary_retry_seconds = primary_retry_seconds
         self._agent_id = config.agent_id or config.site
         self._urls = tuple(_ingest_url(u) for u in config.central_urls)
@@ -245,11 +249,12 @@ class Pusher:
                         )
                     )
                 started = self._clock()
+                shrunk_from = self._batch_max_bytes
                 outcome = await self._send(prepared)
                 if outcome.kind != "ok":
                     await _discard(ahead)
                     ahead = None
-                    if outcome.kind == "too_large" and self._batch_max_bytes > _MIN_BATCH_BYTES:
+                    if outcome.kind == "too_large" and shrunk_from > self._batch_max_bytes:
                         continue  # at once, with the halved size
                     await self._sleep(self._retry_delay(outcome))
                     continue
@@ -308,8 +313,15 @@ class Pusher:
             )
         outcome = await self._deliver(prepared.body, token)
         if outcome.kind != "ok":
+            if outcome.timed_out and len(prepared.body) > _MIN_BATCH_BYTES // 4:
+                # A slow uplink (4G at the cell edge) may not carry a big body within
+                # timeout_seconds: every push would time out, forever.
+                self._shrink(f"a {len(prepared.body)}-byte push timed out")
             return self._failed(outcome)
-        return await self._acked(prepared.batch, outcome, len(prepared.body))
+        outcome = await self._acked(prepared.batch, outcome, len(prepared.body))
+        if outcome.kind == "ok":
+            self._grow()
+        return outcome
 
     async def _body(self, batch: OutboxBatch) -> bytes:
         stats = self._outbox.stats()
@@ -334,10 +346,9 @@ class Pusher:
         # Splice the stored JSON in, no parse and re-dump. Unescaped, '"records":[]' can
         # only be that key: inside a JSON string every quote is escaped.
         at = text.rindex(_EMPTY_RECORDS) + len(_EMPTY_RECORDS) - 1
-        raw = (text[:at] + ",".join(batch.records_json) + text[at:]).encode()
-        if len(raw) < _GZIP_IN_THREAD_BYTES:
-            return gzip.compress(raw, _GZIP_LEVEL, mtime=0)
-        return await asyncio.to_thread(gzip.compress, raw, _GZIP_LEVEL, mtime=0)
+        if len(batch.records_json) < _BODY_IN_THREAD_RECORDS:
+            return _gzip_body(text[:at], batch.records_json, text[at:])
+        return await asyncio.to_thread(_gzip_body, text[:at], batch.records_json, text[at:])
 
     def _url_order(self) -> list[int]:
         n = len(self._urls)
@@ -394,7 +405,9 @@ class Pusher:
                 retry_after = resp.headers.get("Retry-After")
                 answer = await resp.content.read(_MAX_ANSWER_BYTES)
         except TimeoutError:
-            return _Outcome("unreachable", url, f"{url}: no answer within {timeout_seconds:g} s")
+            return _Outcome(
+                "unreachable", url, f"{url}: no answer within {timeout_seconds:g} s", timed_out=True
+            )
         except aiohttp.ClientConnectorCertificateError as exc:
             return _Outcome(
                 "unreachable",
@@ -503,12 +516,23 @@ class Pusher:
         )
         self._log_failure(outcome)
         if outcome.kind == "too_large":
-            self._batch_max_bytes = max(_MIN_BATCH_BYTES, self._batch_max_bytes // 2)
-            log.warning(
-                "central refused a batch as too large (413): batches now up to %d bytes",
-                self._batch_max_bytes,
-            )
+            self._shrink("central refused a batch as too large (413)")
         return outcome
+
+    def _shrink(self, why: str) -> None:
+        """Halve the batch size (a 413, or a big body that cannot go up in time)."""
+        self._batch_max_bytes = max(_MIN_BATCH_BYTES, self._batch_max_bytes // 2)
+        self._successes_since_shrink = 0
+        log.warning("%s: batches now up to %d bytes of JSON", why, self._batch_max_bytes)
+
+    def _grow(self) -> None:
+        """After a run of successes, let batches grow back towards the configured size."""
+        if self._batch_max_bytes >= self._batch_max_bytes_configured:
+            return
+        self._successes_since_shrink += 1
+        if self._successes_since_shrink >= _GROW_AFTER_SUCCESSES:
+            self._successes_since_shrink = 0
+            self._batch_max_bytes = min(self._batch_max_bytes_configured, self._batch_max_bytes * 2)
 
     def _log_failure(self, outcome: _Outcome) -> None:
         if outcome.kind == "rejected":
@@ -565,6 +589,11 @@ class Pusher:
 
     def _urls_base(self, i: int) -> str:
         return self._config.central_urls[i]
+
+
+def _gzip_body(head: str, records_json: tuple[str, ...], tail: str) -> bytes:
+    raw = (head + ",".join(records_json) + tail).encode()
+    return gzip.compress(raw, _GZIP_LEVEL, mtime=0)
 
 
 def _classify(

@@ -545,3 +545,23 @@ async def test_a_central_whose_mark_never_moves_is_backed_off_not_hammered(
     assert state.consecutive_failures >= 6
     stalls = [r for r in caplog.records if "mark stays at 0" in r.getMessage()]
     assert len(stalls) == 1, "logged once, not at every retry"
+
+
+async def test_a_big_push_that_times_out_is_retried_smaller(
+    token_env: SecretRef, central: FakeCentral, outbox: Outbox
+) -> None:
+    # A slow uplink cannot carry a big body within the timeout: the batch must shrink,
+    # or every push would time out forever.
+    for n in range(400):
+        await outbox.append([make_result(n, samples=30)], [])
+    central.set_mode("hang", times=1)
+    fake = FakeTime(T0)
+    cfg = config(token_env, central.url, timeout_seconds=0.3)
+    async with Pusher(
+        cfg, outbox, version="1", clock=fake.clock, sleep=fake.sleep, batch_max_bytes=1 << 20
+    ) as p:
+        await running(p, lambda: outbox.stats().backlog_records == 0, "the outbox emptied")
+    answered = [r for r in central.requests if r.status == 200]
+    assert central.requests[0].status == 0, "the first, big push hung"
+    assert max(r.records for r in answered) < 400
+    assert central.agent(AGENT).mark == 400
