@@ -8,5 +8,7 @@ pytest_plugins: list[str] = [
     "tests.peers.chromium",
     "tests.peers.prometheus",
     "tests.peers.sip",
+    "tests.peers.snmpd",
+    "tests.peers.snmpsim",
     "tests.peers.sshd",
 ]
