@@ -18,6 +18,14 @@ class Node:
     value: dict[str, Node] | list[Node] | Scalar
     line: int | None
     file: str
+    # For a mapping: the line of each key (a block value starts on the line after it).
+    key_lines: dict[str, int] | None = None
+
+    def key_line(self, key: str) -> int | None:
+        if self.key_lines is not None and key in self.key_lines:
+            return self.key_lines[key]
+        sub = self.value.get(key) if isinstance(self.value, dict) else None
+        return sub.line if sub is not None else self.line
 
     def plain(self) -> object:
         """The value with locations stripped."""
@@ -67,6 +75,7 @@ def _convert(node: yaml.Node, file: str, issues: list[Issue], path: str) -> Node
     line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Node] = {}
+        key_lines: dict[str, int] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 issues.append(Issue(file, line, path, "YAML merge keys (<<) are not supported"))
@@ -85,7 +94,8 @@ def _convert(node: yaml.Node, file: str, issues: list[Issue], path: str) -> Node
                 )
                 continue
             out[key] = _convert(value_node, file, issues, sub)
-        return Node(out, line, file)
+            key_lines[key] = key_node.start_mark.line + 1
+        return Node(out, line, file, key_lines)
     if isinstance(node, yaml.SequenceNode):
         return Node(
             [_convert(v, file, issues, f"{path}[{i}]") for i, v in enumerate(node.value)],

@@ -164,10 +164,12 @@ def _build_dataclass(cls: type, node: Node, path: str, issues: list[Issue]) -> A
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     n_before = len(issues)
-    for key, sub in node.value.items():
+    for key in node.value:
         if key not in fields:
             hint = _did_you_mean(key, list(fields))
-            _fail(issues, sub, _join(path, key), f"unknown key{hint}")
+            issues.append(
+                Issue(node.file, node.key_line(key), _join(path, key), f"unknown key{hint}")
+            )
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         found = node.value.get(name)

@@ -54,8 +54,8 @@ def test_a_bad_profile_is_reported_with_file_line_and_key_path(tmp_path: Path) -
     with pytest.raises(ConfigError) as caught:
         load_profile(str(path))
     shown = [str(i) for i in caught.value.issues]
-    # The schema locates a key by its value: a block list starts on the next line.
-    assert f"{path}:7: groups[0].metric: unknown key; did you mean 'metrics'?" in shown
+    # An unknown key is located at the key itself (its block list starts a line later).
+    assert f"{path}:6: groups[0].metric: unknown key; did you mean 'metrics'?" in shown
     assert (
         f"{path}:10: groups[0].metrics[0].oid: must be a numeric OID like 1.3.6.1.2.1.1.3.0, "
         "got '1.3.6.1.4.1.99999.1.x'" in shown
