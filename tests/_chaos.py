@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -42,6 +43,11 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from agent.daemon import Agent
+from inventory.config import AgentConfig, load_config
+from inventory.model import Check, Site
+from inventory.target import Target
+from probes.result import ProbeResult, Sample, Status
 from tests.peers._util import free_port
 
 T = TypeVar("T")
@@ -738,12 +744,9 @@ class Delivery:
 def delivery(db: Path, outbox: Path, agent: str) -> Delivery:
     """Read central's database and the (stopped) agent's outbox; no process needed."""
     with contextlib.closing(_connect(outbox)) as ob:
-        last_seq, dropped_total = ob.execute(
-            "SELECT last_seq, dropped_total FROM state"
-        ).fetchone()
+        last_seq, dropped_total = ob.execute("SELECT last_seq, dropped_total FROM state").fetchone()
         left = [
-            s
-            for (s,) in ob.execute("SELECT seq FROM results UNION ALL SELECT seq FROM events")
+            s for (s,) in ob.execute("SELECT seq FROM results UNION ALL SELECT seq FROM events")
         ]
     with contextlib.closing(_connect(db)) as c:
         rows = c.execute(
@@ -799,7 +802,9 @@ class Figures:
     """What a scenario did and found, for the test's assertions and the bench's table."""
 
     scenario: str
-    kills: int = 0
+    kills: int = 0  # processes killed with SIGKILL
+    cuts: int = 0  # times the path between agents and central was cut
+    in_flight_kills: int = 0  # kills while the proxy saw a push in flight
     records: int = 0  # sequence numbers assigned, all agents
     stored: int = 0
     duplicates: int = 0
@@ -822,11 +827,18 @@ class Figures:
         return [f"{d.agent}: {p}" for d in self.deliveries for p in d.problems()]
 
     def line(self) -> str:
+        what = []
+        if self.kills:
+            what.append(f"{self.kills} kills")
+        if self.in_flight_kills:
+            what.append(f"{self.in_flight_kills} with a push in flight")
+        if self.cuts:
+            what.append(f"{self.cuts} cuts")
         extra = "; ".join(self.notes)
         return (
-            f"{self.scenario}: {self.kills} kills, {self.records} records, "
+            f"{self.scenario}: {', '.join(what) or 'no faults'}; {self.records} records, "
             f"{self.stored} stored, {self.duplicates} duplicates, {self.losses} lost, "
-            f"{self.replays_absorbed} replays absorbed, {self.seconds:.1f} s"
+            f"{self.replays_absorbed} replays absorbed; {self.seconds:.1f} s"
             + (f" ({extra})" if extra else "")
         )
 
@@ -906,6 +918,8 @@ def agent_kill_storm(
                 elif now - born[site] > READY_SECONDS:
                     raise AssertionError(f"agent {site} not up\n{tail(f.log)}")
             elif now >= at:
+                if r.proxy is not None:
+                    figures.in_flight_kills += r.proxy.requests_in_flight() > 0
                 proc.kill()
                 code = proc.wait(10)
                 if code != -signal.SIGKILL:
@@ -936,7 +950,6 @@ def central_kill_storm(
     for site in r.sites:
         if site not in r.agents or r.agents[site].poll() is not None:
             r.start_agent(site)
-    in_flight_kills = 0
     for _ in range(kills):
         # Run for a seeded while, then kill, at once if a push is in flight, else as soon as
         # one is (up to 0.3 s more).
@@ -946,7 +959,7 @@ def central_kill_storm(
             deadline = time.monotonic() + 0.3
             while not r.proxy.requests_in_flight() and time.monotonic() < deadline:
                 time.sleep(0.0005)
-            in_flight_kills += r.proxy.requests_in_flight() > 0
+            figures.in_flight_kills += r.proxy.requests_in_flight() > 0
         assert r.central is not None
         r.central.kill()
         r.central.wait(10)
@@ -962,8 +975,6 @@ def central_kill_storm(
                 )
             if central_acked(r.db, site) < acked:
                 raise AssertionError(f"central's mark for {site} went back below {acked}")
-    if r.proxy is not None:
-        figures.notes.append(f"{in_flight_kills} kills with a push in flight")
     return finish(r, figures, started)
 
 
@@ -1013,13 +1024,112 @@ def wan_cuts(
                     f"({before.get(site)} -> {v.backlog_records})"
                 )
         proxy.set_mode("forward")
-        figures.kills += 1
+        figures.cuts += 1
     figures.notes.append(f"peak backlog {peak_backlog} records")
     figures.notes.append(
         f"proxy: {proxy.stats.accepted} connections, {proxy.stats.bytes_discarded} bytes "
         f"swallowed, {proxy.stats.refused_connections} reset"
     )
     return finish(r, figures, started)
+
+
+# --- the agent in this process ----------------------------------------------------------
+
+
+def fast_site(site: Site, checks: int, interval_seconds: float) -> Site:
+    """The site with its router's checks replaced by ``checks`` fake ones (below the
+    configuration's 1 s minimum: the loader is not involved)."""
+    [device] = site.devices
+    fake = tuple(Check("fake", f"fake-{i:02d}", interval_seconds, 1.0, None) for i in range(checks))
+    return dataclasses.replace(site, devices=(dataclasses.replace(device, checks=fake),))
+
+
+async def always_up(
+    kind: str, target: Target, params: object, timeout_seconds: float
+) -> ProbeResult:
+    await asyncio.sleep(0)
+    return ProbeResult(Status.UP, "ok", (Sample.of("diemcau_probe_success", 1.0),))
+
+
+async def until(predicate: Callable[[], object], what: str, within_seconds: float = 30.0) -> None:
+    """``poll`` for a test running on the loop the agent runs on."""
+    deadline = time.monotonic() + within_seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {within_seconds:g} s")
+        await asyncio.sleep(0.01)  # a poll interval under a deadline
+
+
+def agent_config(
+    r: Rig, site: str, heartbeat_seconds: float | None = None
+) -> tuple[AgentConfig, Site]:
+    """The rig's agent config and site, read as ``diemcau agent run`` reads them."""
+    cfg = load_config(r.files[site].config)
+    config = cfg.agent
+    assert config is not None
+    if heartbeat_seconds is not None:
+        push = dataclasses.replace(config.push, heartbeat_seconds=heartbeat_seconds)
+        config = dataclasses.replace(config, push=push)
+    return config, cfg.inventory.site(site)
+
+
+async def flapping_path(
+    r: Rig,
+    flips: int,
+    seed: int,
+    checks: int = 20,
+    interval_seconds: float = 0.05,
+    state_seconds: tuple[float, float] = (0.05, 0.4),
+) -> Figures:
+    """The agent in this process at a high record rate (``checks`` fake checks every
+    ``interval_seconds``) while the path flips ``flips`` times between forward, refuse,
+    blackhole and drop-replies, each state for a seeded while; then drain, stop, verdict."""
+    assert r.proxy is not None, "flapping_path needs RigOptions(via_proxy=True)"
+    proxy, name = r.proxy, r.sites[0]
+    figures = Figures("flapping path, agent in process")
+    if r.central is None or r.central.poll() is not None:
+        await asyncio.to_thread(r.start_central)
+    config, site = agent_config(r, name)
+    site = fast_site(site, checks, interval_seconds)
+    rng = random.Random(seed)
+    modes: tuple[Mode, ...] = ("blackhole", "refuse", "drop_replies", "forward")
+    started = time.monotonic()
+
+    async def life(flips_now: int) -> Delivery:
+        agent = Agent(config, site, run=always_up, serve_status=False)
+        stop_event = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop_event))
+        try:
+            await asyncio.wait_for(agent.started.wait(), 30)
+            assert agent.outbox is not None and agent.pusher is not None
+            outbox, pusher = agent.outbox, agent.pusher
+            for _ in range(flips_now):
+                await asyncio.to_thread(proxy.set_mode, rng.choice(modes))
+                figures.cuts += 1
+                await asyncio.sleep(rng.uniform(*state_seconds))  # the experiment
+            await asyncio.to_thread(proxy.set_mode, "forward")
+            target = outbox.stats().last_seq
+            await until(lambda: pusher.state().acked_seq >= target, f"central acked {target}")
+            if flips_now:
+                figures.notes.append(f"{target / (time.monotonic() - started):.0f} records/s")
+        finally:
+            stop_event.set()
+            await asyncio.wait_for(task, 30)
+        return await asyncio.to_thread(delivery, r.db, r.files[name].outbox, name)
+
+    d = await life(flips)
+    for _ in range(2):  # what a SIGTERM flush left behind goes at the next start
+        if not d.outbox_left:
+            break
+        figures.flush_leftovers += d.outbox_left
+        d = await life(0)
+    figures.add(d)
+    if figures.flush_leftovers:
+        figures.notes.append(
+            f"{figures.flush_leftovers} records left by a SIGTERM flush, sent at the next start"
+        )
+    figures.seconds = time.monotonic() - started
+    return figures
 
 
 def reachable(r: Rig, site: str) -> Callable[[], bool]:

@@ -16,13 +16,11 @@ Seed and kill count: ``DIEMCAU_CHAOS_SEED``, ``DIEMCAU_CHAOS_AGENT_KILLS`` (defa
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
-import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +28,28 @@ import pytest
 
 from agent._outbox_store import Store
 from agent.daemon import Agent
-from inventory.config import AgentConfig, load_config
-from inventory.model import Check, Site
 from inventory.target import Target
-from probes.result import ProbeResult, Sample, Status
+from probes.result import ProbeResult
 from tests._chaos import (
     Figures,
     Mode,
     Rig,
     RigOptions,
+    agent_config,
     agent_kill_storm,
+    always_up,
     central_kill_storm,
     delivery,
     environment_note,
+    fast_site,
     finish,
+    flapping_path,
     poll,
     reachable,
     rig,
     stop,
     tail,
-    unreachable,
+    until,
     wan_cuts,
 )
 
@@ -71,13 +71,11 @@ def report(figures: Figures) -> None:
 # 50 restarts of a cold interpreter (~1 s of CPU each) take 60-80 s on a loaded 2-CPU box.
 @pytest.mark.timeout(240)
 def test_agents_killed_50_times_mid_push_lose_and_repeat_nothing(tmp_path: Path) -> None:
-    with rig(tmp_path, RigOptions(sites=2, checks_per_site=40)) as r:
+    with rig(tmp_path, RigOptions(sites=2, checks_per_site=40, via_proxy=True)) as r:
         figures = agent_kill_storm(r, AGENT_KILLS, SEED)
     report(figures)
     assert figures.kills == AGENT_KILLS
     assert figures.records > AGENT_KILLS * 5  # the short lives did measure
-    # Some kills fell between central's commit and the agent's ack: replays, one copy kept.
-    assert figures.replays_absorbed > 0
 
 
 def test_central_killed_mid_batch_keeps_all_it_acknowledged(tmp_path: Path) -> None:
@@ -94,8 +92,7 @@ def test_central_killed_mid_batch_keeps_all_it_acknowledged(tmp_path: Path) -> N
         # Each restart checks that central still holds all it had acknowledged.
         figures = central_kill_storm(r, kills=6, seed=SEED)
     report(figures)
-    assert figures.kills == 6
-    assert figures.replays_absorbed > 0
+    assert figures.kills == 6 and figures.in_flight_kills > 0
 
 
 def test_wan_cuts_grow_a_backlog_that_drains_exactly_once(tmp_path: Path) -> None:
@@ -210,84 +207,22 @@ def stored_results(r: Rig, check: str) -> int:
 # --- the agent in this process -----------------------------------------------------------
 
 
-def fast_site(site: Site, checks: int, interval_seconds: float) -> Site:
-    """The site with its router's checks replaced by ``checks`` fake ones (below the
-    configuration's 1 s minimum: the loader is not involved)."""
-    [device] = site.devices
-    fake = tuple(Check("fake", f"fake-{i:02d}", interval_seconds, 1.0, None) for i in range(checks))
-    return dataclasses.replace(site, devices=(dataclasses.replace(device, checks=fake),))
-
-
-async def always_up(kind: str, target: Target, params: object, timeout_seconds: float) -> ProbeResult:
-    await asyncio.sleep(0)
-    return ProbeResult(Status.UP, "ok", (Sample.of("diemcau_probe_success", 1.0),))
-
-
-async def until(predicate: Callable[[], object], what: str, within_seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + within_seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {within_seconds:g} s")
-        await asyncio.sleep(0.01)  # a poll interval under a deadline
-
-
-def agent_config(r: Rig, **push: float) -> tuple[AgentConfig, Site]:
-    cfg = load_config(r.files[SITE].config)
-    assert cfg.agent is not None
-    config = dataclasses.replace(cfg.agent, push=dataclasses.replace(cfg.agent.push, **push))
-    return config, cfg.inventory.site(SITE)
-
-
 async def test_a_flapping_path_at_a_high_record_rate_loses_and_repeats_nothing(
     tmp_path: Path,
 ) -> None:
     r = await asyncio.to_thread(Rig, tmp_path, RigOptions(via_proxy=True, checks_per_site=1))
     try:
-        assert r.proxy is not None
-        proxy = r.proxy
-        await asyncio.to_thread(r.start_central)
-        config, site = agent_config(r)
-        agent = Agent(config, fast_site(site, 20, 0.05), run=always_up, serve_status=False)
-        stop_event = asyncio.Event()
-        task = asyncio.create_task(agent.run(stop_event))
-        await asyncio.wait_for(agent.started.wait(), 30)
-        assert agent.outbox is not None and agent.pusher is not None
-        outbox, pusher = agent.outbox, agent.pusher
-        started = time.monotonic()
-        rng = random.Random(SEED)
-        modes: tuple[Mode, ...] = ("blackhole", "refuse", "drop_replies", "forward")
-        flips = 0
-        for _ in range(30):
-            await asyncio.to_thread(proxy.set_mode, rng.choice(modes))
-            flips += 1
-            await asyncio.sleep(rng.uniform(0.05, 0.4))  # the experiment: the link's state
-        await asyncio.to_thread(proxy.set_mode, "forward")
-        target = outbox.stats().last_seq
-        await until(lambda: pusher.state().acked_seq >= target, f"central acked {target}")
-        stop_event.set()
-        await asyncio.wait_for(task, 30)
-        d = await asyncio.to_thread(delivery, r.db, outbox.path, SITE)
-        seconds = time.monotonic() - started
+        figures = await flapping_path(r, flips=30, seed=SEED)
     finally:
         await asyncio.to_thread(r.close)
-    figures = Figures("flapping path, in-process agent", kills=flips, seconds=seconds)
-    figures.add(d)
-    figures.notes.append(f"{d.last_seq / seconds:.0f} records/s")
-    problems = d.problems(drained=False)
-    if d.outbox_left:  # the flush leftover of the xfail test below: sent at the next start
-        figures.flush_leftovers = d.outbox_left
-    report_in_process(figures, problems)
-    assert d.last_seq > 1000 and figures.replays_absorbed > 0
-
-
-def report_in_process(figures: Figures, problems: list[str]) -> None:
-    print(f"\n{figures.line()} [{environment_note()}, seed {SEED}]")
-    assert problems == [], problems
-    assert figures.duplicates == 0 and figures.losses == 0
+    report(figures)
+    assert figures.records > 1000 and figures.replays_absorbed > 0
 
 
 @pytest.fixture
-def held_append(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
+def held_append(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[threading.Event, threading.Event, threading.Event]]:
     """Arm with ``armed.set()``: the next outbox append blocks in the outbox's thread, with
     its records numbered, until ``release`` is set. (``entered`` is set when it blocks.)"""
     armed, entered, release = threading.Event(), threading.Event(), threading.Event()
@@ -321,7 +256,7 @@ async def test_sigterm_flush_delivers_a_result_appended_as_the_agent_stops(
     try:
         await asyncio.to_thread(r.start_central)
         # No heartbeat in the way: the pusher sleeps once all is acked.
-        config, site = agent_config(r, heartbeat_seconds=60.0, interval_seconds=0.1)
+        config, site = agent_config(r, SITE, heartbeat_seconds=60.0)
         gate, calls = asyncio.Event(), 0
 
         async def run(kind: str, target: Target, params: object, timeout_s: float) -> ProbeResult:
@@ -339,9 +274,11 @@ async def test_sigterm_flush_delivers_a_result_appended_as_the_agent_stops(
         outbox, pusher = agent.outbox, agent.pusher
         # Four results (and the UP event) delivered and acked; the fifth run is waiting.
         await until(
-            lambda: calls == 5
-            and outbox.stats().backlog_records == 0
-            and pusher.state().acked_seq == outbox.stats().last_seq > 0,
+            lambda: (
+                calls == 5
+                and outbox.stats().backlog_records == 0
+                and pusher.state().acked_seq == outbox.stats().last_seq > 0
+            ),
             "the first results acked",
         )
         [run_task] = [t for t in asyncio.all_tasks() if t.get_name().startswith("run chaos-a")]
@@ -359,4 +296,3 @@ async def test_sigterm_flush_delivers_a_result_appended_as_the_agent_stops(
         await asyncio.to_thread(r.close)
     assert d.last_seq > acked_before  # the fifth result was numbered and stored
     assert d.problems() == [], d.problems()  # fails: it stays in the outbox
-
