@@ -23,7 +23,7 @@ EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and getattr(args, "func", None) is not _cmd_probe:
+    if rest and getattr(args, "func", None) not in (_cmd_probe, _cmd_discover):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -95,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
     ch.add_argument("--json", action="store_true")
     ch.add_argument("--concurrency", type=int, default=8)
     ch.set_defaults(func=_cmd_check)
+
+    di = sub.add_parser(
+        "discover",
+        help="SNMP sweep of an address range; prints inventory YAML to paste",
+        description="Sweep CIDR with SNMP (sysObjectID, sysDescr), identify each answering "
+        "device by vendor and kind, and print inventory YAML. SNMP options as for "
+        "'diemcau probe snmp' (see 'diemcau probe snmp --help-params').",
+    )
+    di.add_argument("cidr", help="e.g. 10.21.1.0/24 (at most a /16)")
+    di.add_argument("--concurrency", type=int, default=32, help="addresses asked at once")
+    di.add_argument("--timeout", type=float, default=120.0, help="deadline for the sweep")
+    di.set_defaults(func=_cmd_discover)
 
     ag = sub.add_parser("agent", help="the site agent")
     asub = ag.add_subparsers(metavar="ACTION")
@@ -317,6 +329,66 @@ def _format_result(title: str, result: Any) -> str:
 
 def _num(v: float) -> str:
     return str(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:.6g}"
+
+
+# --- discover ---------------------------------------------------------------------------
+
+
+def _cmd_discover(args: argparse.Namespace, rest: list[str]) -> int:
+    import yaml
+
+    from probes import snmp
+    from probes.snmp_discover import discover
+
+    params = _build_params(snmp.Params, vars(_params_parser("snmp", snmp.Params).parse_args(rest)))
+    assert isinstance(params, snmp.Params)
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if tty or done == total:
+            width = 30
+            filled = width * done // max(total, 1)
+            end = "\n" if done == total else ""
+            print(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} addresses",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
+
+    async def sweep() -> list[Any]:
+        found = []
+        async with asyncio.timeout(args.timeout):
+            async for f in discover(args.cidr, params, args.concurrency, progress):
+                found.append(f)
+        return found
+
+    try:
+        found = asyncio.run(sweep())
+    except ValueError as exc:
+        print(f"diemcau discover: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TimeoutError:
+        print(
+            f"diemcau discover: the sweep did not finish within {args.timeout:g} s", file=sys.stderr
+        )
+        return EXIT_PROBLEM
+    print(f"# {len(found)} device(s) answered in {args.cidr}; paste under a site's devices:")
+    print("devices:")
+    for f in sorted(found, key=lambda f: _address_key(f.address)):
+        print(f"  # {f.comment()}")
+        text = yaml.safe_dump([f.to_inventory()], allow_unicode=True, sort_keys=False)
+        print("\n".join("  " + line for line in text.rstrip().splitlines()))
+    return EXIT_OK if found else EXIT_PROBLEM
+
+
+def _address_key(address: str) -> tuple[int, str]:
+    import ipaddress
+
+    try:
+        return (int(ipaddress.ip_address(address)), address)
+    except ValueError:
+        return (0, address)
 
 
 # --- agent ------------------------------------------------------------------------------

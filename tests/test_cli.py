@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.snmpd import Snmpd
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "inventory" / "samples" / "binh-thuan"
 
@@ -133,3 +135,52 @@ def test_probe_help_params_lists_the_probe_options() -> None:
     out = diemcau("probe", "ssh", "--help-params")
     assert out.returncode == 0
     assert "--known-hosts" in out.stdout and "--host-key-policy" in out.stdout
+
+
+def test_probe_snmp_reads_the_real_agent_and_never_prints_the_community(snmpd: Snmpd) -> None:
+    out = diemcau(
+        "probe",
+        "snmp",
+        snmpd.host,
+        "--port",
+        str(snmpd.port),
+        "--version",
+        "2c",
+        "--community",
+        snmpd.community,
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["status"] == "up"
+    assert any(s["name"] == "diemcau_snmp_uptime_seconds" for s in result["samples"])
+    assert snmpd.community not in out.stdout + out.stderr
+    wrong = diemcau(
+        "probe",
+        "snmp",
+        snmpd.host,
+        "--port",
+        str(snmpd.port),
+        "--community",
+        "not-the-community",
+        "--request-timeout-seconds",
+        "0.5",
+    )
+    assert wrong.returncode == 1
+    assert "wrong community or ACL?" in wrong.stdout
+    assert "not-the-community" not in wrong.stdout + wrong.stderr
+
+
+def test_discover_finds_the_agent_and_prints_inventory_yaml(snmpd: Snmpd) -> None:
+    import yaml
+
+    out = diemcau(
+        "discover", f"{snmpd.host}/32", "--port", str(snmpd.port), "--community", snmpd.community
+    )
+    assert out.returncode == 0, out.stderr
+    assert "1/1 addresses" in out.stderr
+    doc = yaml.safe_load(out.stdout)
+    [device] = doc["devices"]
+    assert device["address"] == snmpd.host
+    assert snmpd.community not in out.stdout
+    assert "net-snmp" in out.stdout.lower()
