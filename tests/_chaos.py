@@ -813,6 +813,7 @@ class Figures:
     seconds: float = 0.0
     flush_leftovers: int = 0  # records a SIGTERM flush left in an outbox with central up
     notes: list[str] = field(default_factory=list)
+    stop_problems: list[str] = field(default_factory=list)  # a bad exit code, a slow stop
     deliveries: list[Delivery] = field(default_factory=list)
 
     def add(self, d: Delivery) -> None:
@@ -824,7 +825,9 @@ class Figures:
         self.replays_absorbed += d.replays_absorbed
 
     def problems(self) -> list[str]:
-        return [f"{d.agent}: {p}" for d in self.deliveries for p in d.problems()]
+        """Everything that breaks delivery, or a clean stop; empty when all held."""
+        out = [f"{d.agent}: {p}" for d in self.deliveries for p in d.problems()]
+        return out + self.stop_problems
 
     def line(self) -> str:
         what = []
@@ -860,9 +863,9 @@ def finish(r: Rig, figures: Figures, started: float, rounds: int = 3) -> Figures
             r.wait_delivered(site)
         for site, (code, seconds) in r.stop_agents().items():
             if code != 0:
-                figures.notes.append(f"{site} exited {code} on SIGTERM")
+                figures.stop_problems.append(f"{site} exited {code} on SIGTERM")
             if seconds > r.options.shutdown_seconds + 3:
-                figures.notes.append(f"{site} took {seconds:.1f} s to stop")
+                figures.stop_problems.append(f"{site} took {seconds:.1f} s to stop on SIGTERM")
         left = {s: delivery(r.db, r.files[s].outbox, s).outbox_left for s in r.sites}
         if not any(left.values()) or attempt == rounds - 1:
             break
