@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,13 +28,20 @@ from agent.health import CheckKey, Health
 from agent.outbox import Outbox
 from agent.pusher import Pusher
 from agent.scheduler import RunProbe, Scheduler
-from agent.traps import TrapListener
 from agent.uplink import detect_uplink
-from exporters.prometheus import Family, Point, exposition, group, new_registry
 from inventory import wire
 from inventory.config import AgentConfig
 from inventory.model import Check, Device, Site
 from probes.result import ProbeResult
+
+if TYPE_CHECKING:
+    # Imported where first needed: the trap listener brings pysnmp (~12 MB RSS with
+    # cryptography), the local /metrics brings prometheus_client (~5 MB); a site with traps
+    # off and nobody scraping its local endpoint pays for neither.
+    from prometheus_client import CollectorRegistry
+
+    from agent.traps import TrapListener
+    from exporters.prometheus import Family
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +168,8 @@ class Agent:
                 runner = await self._start_status_server()
                 stack.push_async_callback(runner.cleanup)
             if self.config.traps.enabled:
+                from agent.traps import TrapListener
+
                 self.traps = TrapListener(
                     self.config.traps, self.site, self._on_trap, clock=self.clock.time
                 )
@@ -268,6 +279,8 @@ class Agent:
         }
 
     def metrics(self) -> list[Family]:
+        from exporters.prometheus import Family, Point, group
+
         assert self.outbox is not None and self.pusher is not None
         o, p = self.outbox.stats(), self.pusher.state()
         pts: list[Point] = [
@@ -331,13 +344,21 @@ class Agent:
         return families
 
     async def _start_status_server(self) -> web.AppRunner:
-        registry = new_registry(self.metrics)
+        registries: list[CollectorRegistry] = []
 
         async def metrics(_request: web.Request) -> web.Response:
+            if not registries:  # the first scrape imports prometheus_client, off the loop
+                await asyncio.to_thread(importlib.import_module, "exporters.prometheus")
+                from exporters.prometheus import new_registry
+
+                if not registries:
+                    registries.append(new_registry(self.metrics))
+            from exporters.prometheus import exposition
+
             # Rendered on the loop: the snapshot reads live agent state, and a site's
             # few hundred series take well under a millisecond.
             return web.Response(
-                body=exposition(registry),
+                body=exposition(registries[0]),
                 headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
             )
 

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, get_args, get_origin
 
 from diemcau import _inventory_cmds as inv_cmds
@@ -157,10 +157,33 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _params_types() -> dict[str, type]:
-    import probes
+class _LazyParamsTypes(Mapping[str, type]):
+    """Probe kind -> its Params class, importing a kind's module only when a check names it.
 
-    return probes.params_types()
+    The loader asks only for the kinds the inventory uses, so an agent whose site has no
+    SSH or HTTP check never imports asyncssh or aiohttp's client and cryptography for them.
+    """
+
+    def __getitem__(self, kind: str) -> type:
+        import probes
+
+        if kind not in probes.KINDS:
+            raise KeyError(kind)
+        return probes.module(kind).Params
+
+    def __iter__(self) -> Iterator[str]:
+        import probes
+
+        return iter(probes.KINDS)
+
+    def __len__(self) -> int:
+        import probes
+
+        return len(probes.KINDS)
+
+
+def _params_types() -> Mapping[str, type]:
+    return _LazyParamsTypes()
 
 
 def _cmd_show(args: argparse.Namespace, _rest: list[str]) -> int:
