@@ -1,4 +1,9 @@
-"""pysnmp plumbing for the SNMP probe: one engine per process, GETs and table walks.
+"""SNMP requests for the probe: GETs and table walks, one engine per process.
+
+SNMPv1 and v2c go through :mod:`probes._snmp_fast` (its own BER codec: pysnmp's pyasn1
+decoding cost ~10x snmp_exporter's CPU per varbind); SNMPv3 goes through pysnmp, whose USM
+(authentication, privacy, engine discovery) is worth its cost. Both give the same values
+and the same reasons.
 
 Expected failures (no answer, authentication, access, agent errors) are raised as
 :class:`SnmpFailure` whose message is a reason a technician can act on; it never carries
@@ -39,6 +44,20 @@ from pysnmp.hlapi.v3arch.asyncio import auth as usm
 from pysnmp.proto import errind, rfc1902, rfc1905
 from pysnmp.proto.rfc1902 import Null
 
+from probes._snmp_common import (
+    MISSING,
+    Counter32,
+    Missing,
+    Oid,
+    SnmpFailure,
+    Value,
+    host_port,
+    no_answer_reason,
+    status_reason,
+    waited_text,
+)
+from probes._snmp_fast import FastSession, close_endpoints
+
 __all__ = [
     "MISSING",
     "Counter32",
@@ -49,34 +68,8 @@ __all__ = [
     "SnmpFailure",
     "Value",
     "close_engine",
+    "host_port",
 ]
-
-Oid = tuple[int, ...]
-
-
-class Counter32(int):
-    """A value that came as a 32-bit counter (it wraps at 2**32)."""
-
-    __slots__ = ()
-
-
-class Missing:
-    """noSuchObject / noSuchInstance: the agent does not have this object."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Final = Missing()
-
-Value = int | bytes | str | Missing
-
-
-class SnmpFailure(Exception):
-    """An expected failure; ``str(exc)`` is the reason to show."""
-
 
 _AUTH: Final = {
     "MD5": usm.USM_AUTH_HMAC96_MD5,
@@ -170,8 +163,10 @@ def _shared_engine() -> SnmpEngine:
 
 
 def close_engine() -> None:
-    """Close the shared engine's sockets (at shutdown, or at the end of a test's loop)."""
+    """Close the SNMP sockets (at shutdown, or at the end of a test's loop): the shared
+    engine's and the v1/v2c fast path's."""
     global _engine, _engine_loop
+    close_endpoints()
     engine, _engine, _engine_loop = _engine, None, None
     _users.clear()
     if engine is not None:
@@ -260,10 +255,6 @@ _END = (rfc1905.EndOfMibView, rfc1905.NoSuchObject, rfc1905.NoSuchInstance, Null
 # --- a session with one agent ------------------------------------------------------------------
 
 
-def host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 @dataclass(slots=True)
 class Session:
     """Requests to one agent with one set of credentials."""
@@ -276,10 +267,22 @@ class Session:
     requests: int = 0
     varbinds: int = 0
     _target: Any = None
+    _fast_session: FastSession | None = None
 
     @property
     def where(self) -> str:
         return host_port(self.host, self.port)
+
+    def _fast(self) -> FastSession | None:
+        """The v1/v2c path (None for SNMPv3); it counts requests and varbinds here."""
+        if self.creds.version == "3":
+            return None
+        if self._fast_session is None:
+            self._fast_session = FastSession(
+                self.host, self.port, self.creds.version, self.creds.community,
+                self.timeout_seconds, self.max_repetitions, tally=self,
+            )  # fmt: skip
+        return self._fast_session
 
     async def _transport(self) -> Any:
         if self._target is None:
@@ -294,6 +297,9 @@ class Session:
 
     async def get(self, oids: Sequence[Oid], chunk: int = 32) -> dict[Oid, Value]:
         """Values of ``oids`` (MISSING for objects the agent does not have)."""
+        fast = self._fast()
+        if fast is not None:
+            return await fast.get(oids, chunk)
         out: dict[Oid, Value] = {}
         async with _v3_user(self.creds):
             for start in range(0, len(oids), chunk):
@@ -335,6 +341,9 @@ class Session:
         One GETBULK (GETNEXT with SNMPv1) carries every column still in progress; a column
         ends when the agent answers past its subtree.
         """
+        fast = self._fast()
+        if fast is not None:
+            return await fast.walk(columns)
         result: dict[Oid, dict[Oid, Value]] = {c: {} for c in columns}
         if not columns:
             return result
@@ -389,6 +398,9 @@ class Session:
         """Which of ``columns`` have at least one row (one GETNEXT for all of them)."""
         if not columns:
             return set()
+        fast = self._fast()
+        if fast is not None:
+            return await fast.present(columns)
         engine = _shared_engine()
         target = await self._transport()
         cols = list(columns)
@@ -459,11 +471,9 @@ class Session:
         where = self.where
         creds = self.creds
         if isinstance(err, errind.RequestTimedOut):
-            waited = f"{self.timeout_seconds:g}"
-            if "." not in waited:
-                waited += ".0"
+            waited = waited_text(self.timeout_seconds)
             if creds.version != "3":
-                return f"no SNMP answer from {where} in {waited} s: wrong community or ACL?"
+                return no_answer_reason(where, self.timeout_seconds)
             if creds.security_level == "authPriv":
                 return (
                     f"no SNMP answer from {where} in {waited} s: agent down, ACL, or a wrong "
@@ -498,14 +508,7 @@ class Session:
 
     def _status(self, status: Any, index: Any, oids: Sequence[Oid]) -> str:
         name = status.prettyPrint() if hasattr(status, "prettyPrint") else str(status)
-        i = int(index)
-        about = f" for {'.'.join(map(str, oids[i - 1]))}" if 0 < i <= len(oids) else ""
-        if name in {"authorizationError", "noAccess"}:
-            return (
-                f"the agent at {self.where} refused access ({name}){about}: the "
-                "user/community's view or security level does not allow it"
-            )
-        return f"the agent at {self.where} answered {name}{about}"
+        return status_reason(self.where, name, int(index), oids)
 
 
 def _short(exc: object) -> str:
