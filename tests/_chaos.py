@@ -14,9 +14,10 @@ What it builds in one directory (:class:`Rig`):
 Processes are started with ``python -m diemcau ...`` in their own session and are all
 killed when the rig closes, whatever happened. :func:`delivery` reads central's database
 and an agent's outbox afterwards and says whether every record arrived exactly once, in
-order; the scenario functions (``agent_kill_storm``, ``central_kill_storm``,
-``wan_cuts``) are shared by ``tests/test_delivery_chaos.py`` (short) and
-``bench/chaos_delivery.py`` (long), and return their figures.
+order. The scenarios (``agent_kill_storm``, ``central_kill_storm``, ``wan_cuts``, and
+``flapping_path`` with the agent in this process) are shared by
+``tests/test_delivery_chaos.py`` (short) and ``bench/chaos_delivery.py`` (long); each
+returns its :class:`Figures`.
 """
 
 from __future__ import annotations
@@ -394,7 +395,7 @@ class RigOptions:
     push_interval_seconds: float = 0.2
     push_timeout_seconds: float = 1.0  # the config's minimum
     backoff_initial_seconds: float = 0.05
-    backoff_max_seconds: float = 1.0  # the config's minimum (the brief's 0.5 s is refused)
+    backoff_max_seconds: float = 1.0  # the config's minimum
     batch_max_records: int = 5000
     max_records_per_second: float = 50_000
 
