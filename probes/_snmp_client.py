@@ -1,9 +1,10 @@
-"""SNMP requests for the probe: GETs and table walks, one engine per process.
+"""SNMP requests for the probe: GETs and table walks.
 
 SNMPv1 and v2c go through :mod:`probes._snmp_fast` (its own BER codec: pysnmp's pyasn1
-decoding cost ~10x snmp_exporter's CPU per varbind); SNMPv3 goes through pysnmp, whose USM
-(authentication, privacy, engine discovery) is worth its cost. Both give the same values
-and the same reasons.
+decoding cost ~10x snmp_exporter's CPU per varbind); SNMPv3 goes through pysnmp
+(:mod:`probes._snmp_pysnmp`, imported on the first v3 request), whose USM (authentication,
+privacy, engine discovery) is worth its cost. Both give the same values and the same
+reasons.
 
 Expected failures (no answer, authentication, access, agent errors) are raised as
 :class:`SnmpFailure` whose message is a reason a technician can act on; it never carries
@@ -11,54 +12,31 @@ a secret. Values come back as plain Python: ``int`` (:class:`Counter32` for 32-b
 counters), ``bytes`` for octet strings, ``str`` for OIDs and IP addresses, and the
 :data:`MISSING` marker for noSuchObject / noSuchInstance.
 
-Retries belong to the caller: every request is sent once (``retries=0``) and waits at most
-the transport timeout. A walk stops at its first error (pysnmp's own walk generators keep
-yielding ``RequestTimedOut`` after one).
+Retries belong to the caller: every request is sent once and waits at most the session's
+``timeout_seconds``. A walk stops at its first error.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
-import ipaddress
-import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
-
-from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
-from pysnmp.entity.engine import SnmpEngine
-from pysnmp.error import PySnmpError
-from pysnmp.hlapi.v3arch.asyncio import (
-    CommunityData,
-    ContextData,
-    Udp6TransportTarget,
-    UdpTransportTarget,
-    UsmUserData,
-    bulk_cmd,
-    get_cmd,
-    next_cmd,
-)
-from pysnmp.hlapi.v3arch.asyncio import auth as usm
-from pysnmp.proto import errind, rfc1902, rfc1905
-from pysnmp.proto.rfc1902 import Null
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from probes._snmp_common import (
     MISSING,
     Counter32,
+    Credentials,
     Missing,
     Oid,
     SnmpFailure,
     Value,
     host_port,
-    no_answer_reason,
-    status_reason,
-    waited_text,
 )
 from probes._snmp_fast import FastSession, close_endpoints
 
 __all__ = [
+    "FAST_VERSIONS",
     "MISSING",
     "Counter32",
     "Credentials",
@@ -71,193 +49,29 @@ __all__ = [
     "host_port",
 ]
 
-_AUTH: Final = {
-    "MD5": usm.USM_AUTH_HMAC96_MD5,
-    "SHA": usm.USM_AUTH_HMAC96_SHA,
-    "SHA-256": usm.USM_AUTH_HMAC192_SHA256,
-    "SHA-512": usm.USM_AUTH_HMAC384_SHA512,
-}
-# net-snmp's "AES-256" extends the key as the Blumenthal draft says; Cisco IOS (and
-# net-snmp's "AES-256-C") follows the Reeder draft. With SHA-512 both give the same key.
-_PRIV: Final = {
-    "DES": usm.USM_PRIV_CBC56_DES,
-    "AES-128": usm.USM_PRIV_CFB128_AES,
-    "AES-256": usm.USM_PRIV_CFB256_AES_BLUMENTHAL,
-    "AES-256-CISCO": usm.USM_PRIV_CFB256_AES,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Revealed credentials for one request set; ``repr`` shows no secret."""
-
-    version: str
-    community: str = field(default="", repr=False)
-    user: str = ""
-    auth_protocol: str = "SHA"
-    auth_key: str = field(default="", repr=False)
-    priv_protocol: str = "AES-128"
-    priv_key: str = field(default="", repr=False)
-
-    @property
-    def security_level(self) -> str:
-        if self.version != "3":
-            return "community"
-        if self.priv_key:
-            return "authPriv"
-        return "authNoPriv" if self.auth_key else "noAuthNoPriv"
-
-    def fingerprint(self) -> str:
-        """Tells two key sets of the same user apart without keeping the keys around."""
-        material = "\0".join((self.auth_protocol, self.auth_key, self.priv_protocol, self.priv_key))
-        return hashlib.sha256(material.encode()).hexdigest()
-
-    def auth_data(self) -> CommunityData | UsmUserData:
-        if self.version == "1":
-            return CommunityData(self.community, mpModel=0)
-        if self.version == "2c":
-            return CommunityData(self.community, mpModel=1)
-        return UsmUserData(
-            self.user,
-            authKey=self.auth_key or None,
-            privKey=self.priv_key or None,
-            authProtocol=_AUTH[self.auth_protocol] if self.auth_key else None,
-            privProtocol=_PRIV[self.priv_protocol] if self.priv_key else None,
-        )
-
-
-# --- the engine ---------------------------------------------------------------------------
-
-_log = logging.getLogger(__name__)
-
-
-class _GuardedDispatcher(AsyncioDispatcher):  # type: ignore[misc]
-    """pysnmp's dispatcher, minus the traceback a malformed datagram can raise.
-
-    Some garbage (``6d7b93033476d07d``, say) makes pysnmp 7.1 raise TypeError while it
-    handles the decode failure; asyncio would log that as an error on every packet a
-    broken or hostile device sends. Such a datagram is dropped like any other bad one.
-    """
-
-    def _callback_function(self, transport: Any, address: Any, message: Any) -> None:
-        try:
-            super()._callback_function(transport, address, message)
-        except Exception:  # one bad datagram must not reach asyncio's error log
-            _log.debug("dropped an SNMP datagram from %s", address, exc_info=True)
-
-
-_engine: SnmpEngine | None = None
-_engine_loop: asyncio.AbstractEventLoop | None = None
-
-
-def _shared_engine() -> SnmpEngine:
-    """The process's engine, made on first use (~75 ms); remade if the event loop changed."""
-    global _engine, _engine_loop
-    loop = asyncio.get_running_loop()
-    if _engine is None or _engine_loop is not loop:
-        close_engine()
-        engine = SnmpEngine()
-        engine.register_transport_dispatcher(_GuardedDispatcher(loop=loop))
-        _engine, _engine_loop = engine, loop
-    return _engine
+# The versions the fast path serves; the rest (SNMPv3) goes through pysnmp. Tests empty it
+# to run v1/v2c through pysnmp, the reference the fast path must agree with.
+FAST_VERSIONS = frozenset({"1", "2c"})
 
 
 def close_engine() -> None:
-    """Close the SNMP sockets (at shutdown, or at the end of a test's loop): the shared
-    engine's and the v1/v2c fast path's."""
-    global _engine, _engine_loop
+    """Close the SNMP sockets (at shutdown, or at the end of a test's loop): the v1/v2c
+    fast path's and, if SNMPv3 was used, pysnmp's engine's."""
     close_endpoints()
-    engine, _engine, _engine_loop = _engine, None, None
-    _users.clear()
-    if engine is not None:
-        # A loop that is already closed cannot close its transports; they go with it.
-        with contextlib.suppress(RuntimeError):
-            engine.close_dispatcher()
+    pysnmp_path = sys.modules.get("probes._snmp_pysnmp")
+    if pysnmp_path is not None:
+        pysnmp_path.close_engine()
 
 
-# pysnmp keeps one USM entry per user name: two devices with the same user but different
-# keys polled at once would overwrite each other's keys. Such probes take turns.
-@dataclass(slots=True)
-class _UserSlot:
-    fingerprint: str
-    holders: int
-    changed: asyncio.Condition
-
-
-_users: dict[str, _UserSlot] = {}
-
-
-@contextlib.asynccontextmanager
-async def _v3_user(creds: Credentials) -> AsyncIterator[None]:
-    _shared_engine()  # a new loop means a new engine and new slots: make them first
-    if creds.version != "3":
-        yield
-        return
-    mine = creds.fingerprint()
-    slot = _users.get(creds.user)
-    if slot is None:
-        slot = _users[creds.user] = _UserSlot(mine, 0, asyncio.Condition())
-    async with slot.changed:
-        await slot.changed.wait_for(lambda: slot.holders == 0 or slot.fingerprint == mine)
-        slot.fingerprint = mine
-        slot.holders += 1
-    try:
-        yield
-    finally:
-        async with slot.changed:
-            slot.holders -= 1
-            slot.changed.notify_all()
-
-
-# --- values ---------------------------------------------------------------------------------
-
-
-def _convert(value: Any) -> Value:
-    cls = value.__class__
-    conv = _CONVERTERS.get(cls)
-    if conv is not None:
-        return conv(value)
-    # Subclasses (vendor TEXTUAL-CONVENTIONs never reach us with lookupMib=False, but be safe).
-    for base, conv in _CONVERTERS.items():
-        if isinstance(value, base):
-            return conv(value)
-    return str(value.prettyPrint())
-
-
-def _ip(value: Any) -> str:
-    return str(ipaddress.IPv4Address(bytes(value.asOctets())))
-
-
-def _oid_text(value: Any) -> str:
-    return ".".join(map(str, value.asTuple()))
-
-
-_CONVERTERS: dict[type, Callable[[Any], Value]] = {
-    rfc1902.Integer32: int,
-    rfc1902.Integer: int,
-    rfc1902.Unsigned32: int,
-    rfc1902.Gauge32: int,
-    rfc1902.TimeTicks: int,
-    rfc1902.Counter64: int,
-    rfc1902.Counter32: lambda v: Counter32(v),
-    rfc1902.IpAddress: _ip,
-    rfc1902.OctetString: lambda v: v.asOctets(),
-    rfc1902.Opaque: lambda v: v.asOctets(),
-    rfc1902.Bits: lambda v: v.asOctets(),
-    rfc1902.ObjectIdentifier: _oid_text,
-    rfc1905.NoSuchObject: lambda v: MISSING,
-    rfc1905.NoSuchInstance: lambda v: MISSING,
-}
-
-_END = (rfc1905.EndOfMibView, rfc1905.NoSuchObject, rfc1905.NoSuchInstance, Null)
-
-
-# --- a session with one agent ------------------------------------------------------------------
+class _Client(Protocol):
+    async def get(self, oids: Sequence[Oid], chunk: int = 32) -> dict[Oid, Value]: ...
+    async def walk(self, columns: Sequence[Oid]) -> dict[Oid, dict[Oid, Value]]: ...
+    async def present(self, columns: Sequence[Oid]) -> set[Oid]: ...
 
 
 @dataclass(slots=True)
 class Session:
-    """Requests to one agent with one set of credentials."""
+    """Requests to one agent with one set of credentials; counts what it sent and got."""
 
     host: str
     port: int
@@ -266,74 +80,32 @@ class Session:
     max_repetitions: int = 25
     requests: int = 0
     varbinds: int = 0
-    _target: Any = None
-    _fast_session: FastSession | None = None
+    _client_: _Client | None = None
 
     @property
     def where(self) -> str:
         return host_port(self.host, self.port)
 
-    def _fast(self) -> FastSession | None:
-        """The v1/v2c path (None for SNMPv3); it counts requests and varbinds here."""
-        if self.creds.version == "3":
-            return None
-        if self._fast_session is None:
-            self._fast_session = FastSession(
-                self.host, self.port, self.creds.version, self.creds.community,
-                self.timeout_seconds, self.max_repetitions, tally=self,
-            )  # fmt: skip
-        return self._fast_session
+    def _client(self) -> _Client:
+        if self._client_ is None:
+            if self.creds.version in FAST_VERSIONS:
+                self._client_ = FastSession(
+                    self.host, self.port, self.creds.version, self.creds.community,
+                    self.timeout_seconds, self.max_repetitions, tally=self,
+                )  # fmt: skip
+            else:
+                # Imported here: pysnmp costs ~100 ms and ~11 MB, and only v3 needs it.
+                from probes._snmp_pysnmp import PysnmpSession
 
-    async def _transport(self) -> Any:
-        if self._target is None:
-            kind = Udp6TransportTarget if ":" in self.host else UdpTransportTarget
-            try:
-                self._target = await kind.create(
-                    (self.host, self.port), timeout=self.timeout_seconds, retries=0
-                )
-            except Exception as exc:  # pysnmp wraps gaierror in PySnmpError
-                raise SnmpFailure(f"cannot resolve {self.host!r}: {_short(exc)}") from None
-        return self._target
+                self._client_ = PysnmpSession(
+                    self.host, self.port, self.creds, self.timeout_seconds,
+                    self.max_repetitions, tally=self,
+                )  # fmt: skip
+        return self._client_
 
     async def get(self, oids: Sequence[Oid], chunk: int = 32) -> dict[Oid, Value]:
         """Values of ``oids`` (MISSING for objects the agent does not have)."""
-        fast = self._fast()
-        if fast is not None:
-            return await fast.get(oids, chunk)
-        out: dict[Oid, Value] = {}
-        async with _v3_user(self.creds):
-            for start in range(0, len(oids), chunk):
-                await self._get_chunk(list(oids[start : start + chunk]), out)
-        return out
-
-    async def _get_chunk(self, oids: list[Oid], out: dict[Oid, Value]) -> None:
-        engine = _shared_engine()
-        target = await self._transport()
-        while oids:
-            self.requests += 1
-            try:
-                err, status, index, vbs = await get_cmd(
-                    engine,
-                    self.creds.auth_data(),
-                    target,
-                    ContextData(),
-                    *[(o, Null("")) for o in oids],
-                    lookupMib=False,
-                )
-            except PySnmpError as exc:
-                raise self._rejected(exc) from None
-            if err:
-                raise SnmpFailure(self._indication(err)) from None
-            if status:
-                # SNMPv1 answers noSuchName for the whole request: drop that object, ask again.
-                if int(status) == 2 and 0 < int(index) <= len(oids):
-                    out[oids.pop(int(index) - 1)] = MISSING
-                    continue
-                raise SnmpFailure(self._status(status, index, oids)) from None
-            self.varbinds += len(vbs)
-            for name, value in vbs:
-                out[tuple(name)] = _convert(value)
-            return
+        return await self._client().get(oids, chunk)
 
     async def walk(self, columns: Sequence[Oid]) -> dict[Oid, dict[Oid, Value]]:
         """Every row of each column: ``{column: {index: value}}``, walked together.
@@ -341,176 +113,8 @@ class Session:
         One GETBULK (GETNEXT with SNMPv1) carries every column still in progress; a column
         ends when the agent answers past its subtree.
         """
-        fast = self._fast()
-        if fast is not None:
-            return await fast.walk(columns)
-        result: dict[Oid, dict[Oid, Value]] = {c: {} for c in columns}
-        if not columns:
-            return result
-        engine = _shared_engine()
-        target = await self._transport()
-        cursor: dict[Oid, Oid] = {c: c for c in columns}
-        async with _v3_user(self.creds):
-            while cursor:
-                active = list(cursor)
-                self.requests += 1
-                request = [(cursor[c], Null("")) for c in active]
-                try:
-                    if self.creds.version == "1":
-                        err, status, index, vbs = await next_cmd(
-                            engine,
-                            self.creds.auth_data(),
-                            target,
-                            ContextData(),
-                            *request,
-                            lookupMib=False,
-                        )
-                    else:
-                        reps = max(1, min(self.max_repetitions, 200 // len(active)))
-                        err, status, index, vbs = await bulk_cmd(
-                            engine,
-                            self.creds.auth_data(),
-                            target,
-                            ContextData(),
-                            0,
-                            reps,
-                            *request,
-                            lookupMib=False,
-                        )
-                except PySnmpError as exc:
-                    raise self._rejected(exc) from None
-                if err:
-                    raise SnmpFailure(self._indication(err)) from None
-                if status:
-                    i = int(index)
-                    if int(status) == 2 and 0 < i <= len(active):
-                        # SNMPv1 noSuchName: that column ran off the end of the MIB.
-                        cursor.pop(active[i - 1])
-                        continue
-                    raise SnmpFailure(self._status(status, index, [cursor[c] for c in active]))
-                if not vbs:
-                    break
-                self.varbinds += len(vbs)
-                self._advance(active, vbs, cursor, result)
-        return result
+        return await self._client().walk(columns)
 
     async def present(self, columns: Sequence[Oid]) -> set[Oid]:
         """Which of ``columns`` have at least one row (one GETNEXT for all of them)."""
-        if not columns:
-            return set()
-        fast = self._fast()
-        if fast is not None:
-            return await fast.present(columns)
-        engine = _shared_engine()
-        target = await self._transport()
-        cols = list(columns)
-        async with _v3_user(self.creds):
-            while True:
-                self.requests += 1
-                try:
-                    err, status, index, vbs = await next_cmd(
-                        engine, self.creds.auth_data(), target, ContextData(),
-                        *[(c, Null("")) for c in cols], lookupMib=False,
-                    )  # fmt: skip
-                except PySnmpError as exc:
-                    raise self._rejected(exc) from None
-                if err:
-                    raise SnmpFailure(self._indication(err)) from None
-                if status:
-                    i = int(index)
-                    if int(status) == 2 and 0 < i <= len(cols):  # SNMPv1: past the MIB's end
-                        cols.pop(i - 1)
-                        if cols:
-                            continue
-                        return set()
-                    raise SnmpFailure(self._status(status, index, cols))
-                break
-        self.varbinds += len(vbs)
-        return {
-            c
-            for c, (name, value) in zip(cols, vbs, strict=False)
-            if tuple(name)[: len(c)] == c and not isinstance(value, _END)
-        }
-
-    @staticmethod
-    def _advance(
-        active: list[Oid],
-        vbs: Sequence[Any],
-        cursor: dict[Oid, Oid],
-        result: dict[Oid, dict[Oid, Value]],
-    ) -> None:
-        width = len(active)
-        done: set[Oid] = set()
-        for i, (name, value) in enumerate(vbs):
-            column = active[i % width]
-            if column in done:
-                continue
-            oid = tuple(name)
-            n = len(column)
-            if oid[:n] != column or isinstance(value, _END):
-                done.add(column)
-                continue
-            if oid <= cursor[column]:  # an agent that does not move forward would loop
-                done.add(column)
-                continue
-            cursor[column] = oid
-            result[column][oid[n:]] = _convert(value)
-        for column in done:
-            cursor.pop(column, None)
-
-    # --- reasons -------------------------------------------------------------------------
-
-    def _rejected(self, exc: PySnmpError) -> SnmpFailure:
-        # pysnmp's messages can quote the key it rejected: name the kind of error only.
-        return SnmpFailure(
-            f"the SNMP engine rejected the request to {self.where} ({type(exc).__name__}): "
-            "check the SNMPv3 protocols and that keys are at least 8 characters"
-        )
-
-    def _indication(self, err: Any) -> str:
-        where = self.where
-        creds = self.creds
-        if isinstance(err, errind.RequestTimedOut):
-            waited = waited_text(self.timeout_seconds)
-            if creds.version != "3":
-                return no_answer_reason(where, self.timeout_seconds)
-            if creds.security_level == "authPriv":
-                return (
-                    f"no SNMP answer from {where} in {waited} s: agent down, ACL, or a wrong "
-                    f"privacy key or protocol ({creds.priv_protocol}) for user {creds.user!r}?"
-                )
-            return f"no SNMP answer from {where} in {waited} s: agent down, wrong port or ACL?"
-        if isinstance(err, errind.WrongDigest | errind.AuthenticationFailure):
-            return (
-                f"SNMPv3 authentication failed at {where} for user {creds.user!r}: wrong "
-                f"authentication key or protocol (tried {creds.auth_protocol})"
-            )
-        if isinstance(err, errind.UnknownUserName):
-            return (
-                f"SNMPv3 user {creds.user!r} is unknown to the agent at {where}: "
-                "check the user name (and that the agent has it configured)"
-            )
-        if isinstance(err, errind.DecryptionError):
-            return (
-                f"SNMPv3 decryption failed at {where} for user {creds.user!r}: wrong privacy "
-                f"key or protocol (tried {creds.priv_protocol})"
-            )
-        if isinstance(err, errind.UnsupportedSecurityLevel):
-            return (
-                f"the agent at {where} refuses security level {creds.security_level} for "
-                f"user {creds.user!r}: set the auth/priv keys the agent expects"
-            )
-        if isinstance(err, errind.NotInTimeWindow):
-            return f"SNMPv3 time window error at {where} (agent rebooted?): next poll resyncs"
-        if isinstance(err, errind.UnknownEngineID):
-            return f"SNMPv3 engine discovery failed at {where}"
-        return f"SNMP error from {where}: {_short(err)}"
-
-    def _status(self, status: Any, index: Any, oids: Sequence[Oid]) -> str:
-        name = status.prettyPrint() if hasattr(status, "prettyPrint") else str(status)
-        return status_reason(self.where, name, int(index), oids)
-
-
-def _short(exc: object) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+        return await self._client().present(columns)

@@ -7,16 +7,20 @@ raise the same :class:`SnmpFailure` with the same words, whichever of them did t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Final, Protocol
 
 __all__ = [
     "ERROR_STATUS_NAMES",
     "MISSING",
     "Counter32",
+    "Credentials",
     "Missing",
     "Oid",
     "SnmpFailure",
+    "Tally",
     "Value",
     "host_port",
     "no_answer_reason",
@@ -49,6 +53,39 @@ Value = int | bytes | str | Missing
 
 class SnmpFailure(Exception):
     """An expected failure; ``str(exc)`` is the reason to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Revealed credentials for one request set; ``repr`` shows no secret."""
+
+    version: str
+    community: str = field(default="", repr=False)
+    user: str = ""
+    auth_protocol: str = "SHA"
+    auth_key: str = field(default="", repr=False)
+    priv_protocol: str = "AES-128"
+    priv_key: str = field(default="", repr=False)
+
+    @property
+    def security_level(self) -> str:
+        if self.version != "3":
+            return "community"
+        if self.priv_key:
+            return "authPriv"
+        return "authNoPriv" if self.auth_key else "noAuthNoPriv"
+
+    def fingerprint(self) -> str:
+        """Tells two key sets of the same user apart without keeping the keys around."""
+        material = "\0".join((self.auth_protocol, self.auth_key, self.priv_protocol, self.priv_key))
+        return hashlib.sha256(material.encode()).hexdigest()
+
+
+class Tally(Protocol):
+    """Where a session counts its requests and the varbinds it got back."""
+
+    requests: int
+    varbinds: int
 
 
 # RFC 3416 error-status values (RFC 1157's are the first six), named as pysnmp names them.

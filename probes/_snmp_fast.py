@@ -26,7 +26,7 @@ import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol, cast
+from typing import Final, cast
 
 from probes._ber import (
     COUNTER32,
@@ -61,6 +61,7 @@ from probes._snmp_common import (
     Counter32,
     Oid,
     SnmpFailure,
+    Tally,
     Value,
     host_port,
     no_answer_reason,
@@ -70,7 +71,6 @@ from probes._snmp_common import (
 __all__ = [
     "FastSession",
     "IgnoredDatagrams",
-    "Tally",
     "close_endpoints",
     "convert",
     "ignored_datagrams",
@@ -100,13 +100,6 @@ def convert(tag: int, content: Content) -> Value:
     if tag == END_OF_MIB_VIEW:  # in a GET answer, pysnmp's text for it came through
         return "No more variables left in this MIB View"
     return ""  # NULL, as pysnmp printed it
-
-
-class Tally(Protocol):
-    """Where a session counts its requests and the varbinds it got back."""
-
-    requests: int
-    varbinds: int
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from pysnmp.proto import api
 from pysnmp.proto.proxy import rfc2576
 
 from probes import _ber as ber
-from probes import _snmp_client
+from probes import _snmp_client, _snmp_pysnmp
 from probes._snmp_common import MISSING, Counter32, Oid, Value
 from probes._snmp_fast import FastSession, convert
 from tests.peers.snmpd import SYS_NAME, Snmpd
@@ -65,7 +65,7 @@ def pysnmp_reading(data: bytes, version: int) -> tuple[object, ...]:
     for name, value in mod.apiPDU.get_varbinds(pdu):
         if version == ber.V1:  # pysnmp turns v1 values into v2c ones first (RFC 2576)
             value = rfc2576.V1_TO_V2_VALUE_MAP[value.tagSet].clone(value)
-        varbinds.append((tuple(name), _snmp_client._convert(value)))
+        varbinds.append((tuple(name), _snmp_pysnmp.convert(value)))
     return (
         int(mod.apiMessage.get_version(message)),
         bytes(mod.apiMessage.get_community(message)),
