@@ -429,9 +429,12 @@ class Rig:
         self.central_config = root / "central.yaml"
         try:
             self.sink = TcpSink(self.lt)
-            self.proxy = Proxy(self.lt, self.central_port) if opts.via_proxy else None
             self.sites = tuple(f"chaos-{chr(ord('a') + i)}" for i in range(opts.sites))
             self.files = {site: self._agent_files(site) for site in self.sites}
+            # One proxy per agent: what is in flight is known per agent.
+            self.proxies = (
+                {s: Proxy(self.lt, self.central_port) for s in self.sites} if opts.via_proxy else {}
+            )
             self.write_inventory()
             self._write(self.central_config, self._central_section())
             for site in self.sites:
@@ -521,9 +524,26 @@ class Rig:
             },
         }
 
-    def central_url(self) -> str:
-        port = self.proxy.port if self.proxy is not None else self.central_port
-        return f"http://127.0.0.1:{port}"
+    def central_url(self, site: str) -> str:
+        proxy = self.proxies.get(site)
+        return f"http://127.0.0.1:{proxy.port if proxy else self.central_port}"
+
+    def set_path(self, mode: Mode) -> None:
+        """Switch every agent's path to central (needs ``via_proxy``)."""
+        assert self.proxies, "the path can be cut only with RigOptions(via_proxy=True)"
+        for proxy in self.proxies.values():
+            proxy.set_mode(mode)
+
+    def pushes_in_flight(self, site: str | None = None) -> int:
+        """Requests of ``site``'s agent (all agents: None) that central has not answered."""
+        return sum(p.requests_in_flight() for s, p in self.proxies.items() if site in (None, s))
+
+    def proxy_stats(self) -> ProxyStats:
+        total = ProxyStats()
+        for p in self.proxies.values():
+            for f in dataclasses.fields(ProxyStats):
+                setattr(total, f.name, getattr(total, f.name) + getattr(p.stats, f.name))
+        return total
 
     def _agent_section(self, site: str) -> dict[str, object]:
         o, f = self.options, self.files[site]
@@ -531,7 +551,7 @@ class Rig:
             "inventory": ["inventory.yaml"],
             "agent": {
                 "site": site,
-                "central_urls": [self.central_url()],
+                "central_urls": [self.central_url(site)],
                 "token": f"file:{self.root / (site + '.token')}",
                 "data_dir": str(f.data_dir),
                 "listen": f"127.0.0.1:{f.status_port}",
@@ -636,10 +656,9 @@ class Rig:
 
     def close(self) -> None:
         self.procs.close()
-        with contextlib.suppress(Exception):
-            if getattr(self, "proxy", None) is not None:
-                assert self.proxy is not None
-                self.proxy.close()
+        for proxy in getattr(self, "proxies", {}).values():
+            with contextlib.suppress(Exception):
+                proxy.close()
         with contextlib.suppress(Exception):
             if getattr(self, "sink", None) is not None:
                 self.sink.close()
@@ -885,54 +904,68 @@ def finish(r: Rig, figures: Figures, started: float, rounds: int = 3) -> Figures
 
 
 def agent_kill_storm(
-    r: Rig, kills: int, seed: int, life_seconds: tuple[float, float] = (0.05, 0.4)
+    r: Rig,
+    kills: int,
+    seed: int,
+    life_seconds: tuple[float, float] = (0.05, 0.4),
+    aim_seconds: float = 0.3,
 ) -> Figures:
-    """kill -9 the agents ``kills`` times in all, each at a seeded random moment
-    ``life_seconds`` after it is up (its pusher running), restarting it on the same
-    data_dir; then drain, SIGTERM, verdict. The agents run side by side."""
+    """kill -9 the agents ``kills`` times in all and restart each on the same data_dir.
+
+    Each life: up (its status port answers, its pusher running), then a seeded random
+    ``life_seconds``, then, through a proxy, up to ``aim_seconds`` more until one of its
+    pushes is in flight; kill. Then drain, SIGTERM, verdict. The agents run side by side.
+    """
     started = time.monotonic()
     figures = Figures("agent kill -9")
     rngs = {s: random.Random(f"{seed}:{s}") for s in r.sites}
     quota = {s: kills // len(r.sites) + (i < kills % len(r.sites)) for i, s in enumerate(r.sites)}
-    kill_at: dict[str, float | None] = {}
-    born: dict[str, float] = {}
+    phase: dict[str, Literal["starting", "living", "aiming"]] = {}
+    due: dict[str, float] = {}
     if r.central is None or r.central.poll() is not None:
         r.start_central()
 
     def spawn(site: str) -> None:
         r.start_agent(site, wait=False)
-        kill_at[site] = None
-        born[site] = time.monotonic()
+        phase[site], due[site] = "starting", time.monotonic() + READY_SECONDS
+
+    def kill(site: str) -> None:
+        proc = r.agents[site]
+        figures.in_flight_kills += r.pushes_in_flight(site) > 0
+        proc.kill()
+        code = proc.wait(10)
+        if code != -signal.SIGKILL:
+            raise AssertionError(f"agent {site} had exited {code}\n{tail(r.files[site].log)}")
+        figures.kills += 1
+        quota[site] -= 1
+        if quota[site]:
+            spawn(site)
 
     for site in r.sites:
         if quota[site]:
             spawn(site)
     while any(quota.values()):
-        now = time.monotonic()
-        for site in r.sites:
-            if not quota[site]:
-                continue
-            proc, f = r.agents[site], r.files[site]
-            at = kill_at[site]
-            if at is None:
-                if proc.poll() is not None:
-                    raise AssertionError(f"agent {site} exited {proc.returncode}\n{tail(f.log)}")
+        for site in [s for s in r.sites if quota[s]]:
+            now, f = time.monotonic(), r.files[site]
+            if phase[site] == "starting":
+                if r.agents[site].poll() is not None:
+                    code = r.agents[site].returncode
+                    raise AssertionError(f"agent {site} exited {code}\n{tail(f.log)}")
                 if connectable(f.status_port):
-                    kill_at[site] = now + rngs[site].uniform(*life_seconds)
-                elif now - born[site] > READY_SECONDS:
+                    phase[site], due[site] = "living", now + rngs[site].uniform(*life_seconds)
+                elif now > due[site]:
                     raise AssertionError(f"agent {site} not up\n{tail(f.log)}")
-            elif now >= at:
-                if r.proxy is not None:
-                    figures.in_flight_kills += r.proxy.requests_in_flight() > 0
-                proc.kill()
-                code = proc.wait(10)
-                if code != -signal.SIGKILL:
-                    raise AssertionError(f"agent {site} had exited {code}\n{tail(f.log)}")
-                figures.kills += 1
-                quota[site] -= 1
-                if quota[site]:
-                    spawn(site)
-        time.sleep(POLL_SECONDS)  # the experiment's clock tick, not a wait for a condition
+            elif phase[site] == "living" and now >= due[site]:
+                if r.proxies and aim_seconds > 0:
+                    phase[site], due[site] = "aiming", now + aim_seconds
+                else:
+                    kill(site)
+            elif phase[site] == "aiming" and (r.pushes_in_flight(site) or now >= due[site]):
+                kill(site)
+        aiming = any(phase[s] == "aiming" for s in r.sites if quota[s])
+        # The experiment's clock tick, not a wait for a condition: finer while aiming
+        # at a push, which is in flight for a few milliseconds.
+        time.sleep(POLL_SECONDS / 10 if aiming else POLL_SECONDS)
     return finish(r, figures, started)
 
 
@@ -944,7 +977,7 @@ def central_kill_storm(
     down_seconds: tuple[float, float] = (0.0, 0.5),
 ) -> Figures:
     """SIGKILL central ``kills`` times while the agents push (aiming at a request in
-    flight when the proxy can see one), restart it on the same database; after each
+    flight when proxies can see one), restart it on the same database; after each
     restart, everything an agent saw acknowledged must be in the database."""
     started = time.monotonic()
     figures = Figures("central kill -9")
@@ -959,11 +992,11 @@ def central_kill_storm(
         # one is (up to 0.3 s more).
         time.sleep(rng.uniform(*up_seconds))  # the experiment: how long central lives
         seen = {s: v.acked_seq for s in r.sites if (v := r.status(s)) is not None}
-        if r.proxy is not None:
+        if r.proxies:
             deadline = time.monotonic() + 0.3
-            while not r.proxy.requests_in_flight() and time.monotonic() < deadline:
+            while not r.pushes_in_flight() and time.monotonic() < deadline:
                 time.sleep(0.0005)
-            figures.in_flight_kills += r.proxy.requests_in_flight() > 0
+            figures.in_flight_kills += r.pushes_in_flight() > 0
         assert r.central is not None
         r.central.kill()
         r.central.wait(10)
@@ -993,8 +1026,6 @@ def wan_cuts(
     """Cut the path between agents and central ``cuts`` times (blackhole, refuse, drop
     replies, in turn); during each, the agents keep measuring and their backlog grows;
     ``on_cut(rig, mode)`` runs while the path is cut. Then restore, drain, verdict."""
-    assert r.proxy is not None, "wan_cuts needs RigOptions(via_proxy=True)"
-    proxy = r.proxy
     started = time.monotonic()
     figures = Figures("WAN cuts")
     rng = random.Random(seed)
@@ -1011,7 +1042,7 @@ def wan_cuts(
         for site in r.sites:
             poll(reachable(r, site), f"agent {site} reaches central before the cut", 15)
         before = {s: v.backlog_records for s in r.sites if (v := r.status(s)) is not None}
-        proxy.set_mode(mode)
+        r.set_path(mode)
         cut_until = time.monotonic() + rng.uniform(*cut_seconds)
         for site in r.sites:
             poll(unreachable(r, site), f"agent {site} sees central unreachable ({mode})", 10)
@@ -1027,12 +1058,13 @@ def wan_cuts(
                     f"{site}: backlog did not grow during the {mode} cut "
                     f"({before.get(site)} -> {v.backlog_records})"
                 )
-        proxy.set_mode("forward")
+        r.set_path("forward")
         figures.cuts += 1
     figures.notes.append(f"peak backlog {peak_backlog} records")
+    stats = r.proxy_stats()
     figures.notes.append(
-        f"proxy: {proxy.stats.accepted} connections, {proxy.stats.bytes_discarded} bytes "
-        f"swallowed, {proxy.stats.refused_connections} reset"
+        f"proxy: {stats.accepted} connections, {stats.bytes_discarded} bytes swallowed, "
+        f"{stats.refused_connections} reset"
     )
     return finish(r, figures, started)
 
@@ -1088,8 +1120,7 @@ async def flapping_path(
     """The agent in this process at a high record rate (``checks`` fake checks every
     ``interval_seconds``) while the path flips ``flips`` times between forward, refuse,
     blackhole and drop-replies, each state for a seeded while; then drain, stop, verdict."""
-    assert r.proxy is not None, "flapping_path needs RigOptions(via_proxy=True)"
-    proxy, name = r.proxy, r.sites[0]
+    name = r.sites[0]
     figures = Figures("flapping path, agent in process")
     if r.central is None or r.central.poll() is not None:
         await asyncio.to_thread(r.start_central)
@@ -1108,10 +1139,10 @@ async def flapping_path(
             assert agent.outbox is not None and agent.pusher is not None
             outbox, pusher = agent.outbox, agent.pusher
             for _ in range(flips_now):
-                await asyncio.to_thread(proxy.set_mode, rng.choice(modes))
+                await asyncio.to_thread(r.set_path, rng.choice(modes))
                 figures.cuts += 1
                 await asyncio.sleep(rng.uniform(*state_seconds))  # the experiment
-            await asyncio.to_thread(proxy.set_mode, "forward")
+            await asyncio.to_thread(r.set_path, "forward")
             target = outbox.stats().last_seq
             await until(lambda: pusher.state().acked_seq >= target, f"central acked {target}")
             if flips_now:
