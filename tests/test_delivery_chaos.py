@@ -243,10 +243,12 @@ def held_append(
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "agent/daemon.py Agent._flush (line 175) trusts Outbox.stats(), which is only "
-        "refreshed when an outbox call completes (agent/outbox.py Outbox._run, line 121); "
-        "an append cancelled by the stop still commits in the outbox thread, stats stay at "
-        "backlog 0, so the flush pushes nothing and its records wait for the next start"
+        "agent/daemon.py Agent._flush decides with `while self.outbox.stats().backlog_records"
+        " and await self.pusher.push_once()`, but Outbox.stats() is refreshed only when an"
+        " outbox call completes (agent/outbox.py Outbox._run: `value, self._stats, drops ="
+        " await loop.run_in_executor(...)`); an append cancelled by the stop still commits in"
+        " the outbox thread, the stats stay at backlog 0, so the flush pushes nothing and"
+        " those records wait for the next start"
     ),
 )
 async def test_sigterm_flush_delivers_a_result_appended_as_the_agent_stops(
