@@ -7,7 +7,9 @@ ifHCOutOctets, ifHighSpeed) -- each ``--runs`` times, v2c and v3 authPriv (SHA/A
 
 - **diemcau**: ``probes.snmp.probe`` with ``profiles=("if-mib",)``, in this process:
   ``time.process_time()`` around the polls (so the samples and judging are included), after
-  one warm-up poll. Also the bare walk (``Session.walk``), to show what is pysnmp's share.
+  one warm-up poll, the way the agent runs it (one event loop, the shared socket already
+  open). v2c goes through the fast path (``probes/_snmp_fast.py``, its own BER codec), v3
+  through pysnmp. Also the bare walk (``Session.walk``), to show what the client's share is.
 - **snmpbulkwalk**: net-snmp 5.9's, one process per column (``-Cr25``, no MIBs loaded):
   children's CPU from ``getrusage(RUSAGE_CHILDREN)``.
 - **snmp_exporter**: Debian's ``prometheus-snmp-exporter`` 0.21 with a generated module
@@ -16,7 +18,8 @@ ifHCOutOctets, ifHighSpeed) -- each ``--runs`` times, v2c and v3 authPriv (SHA/A
 
 Varbinds are counted from what each tool got (lines of snmpbulkwalk output,
 ``snmp_scrape_pdus_returned``, values the probe read). The figure is CPU seconds per 1000
-varbinds; the target is diemcau at most 2x snmp_exporter.
+varbinds. The target (the issue's) is diemcau's v1/v2c probe at most 2x snmp_exporter;
+SNMPv3 stays on pysnmp (its USM is where pysnmp earns its keep) and is reported as it is.
 
 Needs root (it builds a network namespace and its interfaces), ``ip``, ``snmpd``,
 ``snmpbulkwalk`` and ``prometheus-snmp-exporter``. Usage::
@@ -49,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 from inventory.secrets import SecretRef  # noqa: E402
 from inventory.target import Target  # noqa: E402
 from probes import snmp  # noqa: E402
+from probes._ber import decode_message  # noqa: E402
 from probes._snmp_client import Session  # noqa: E402
 from probes._snmp_eval import compiled  # noqa: E402
 from probes.result import Status  # noqa: E402
@@ -273,8 +277,9 @@ def minimal_decode(b: bytes) -> list[tuple[tuple[int, ...], object]]:
     return out
 
 
-def decode_costs(agent: Snmpd, columns: list[str]) -> tuple[int, float, float]:
-    """One 9-column GETBULK response, decoded by pyasn1 (as pysnmp does) and by hand."""
+def decode_costs(agent: Snmpd, columns: list[str]) -> tuple[int, float, float, float]:
+    """One 9-column GETBULK response, decoded by pyasn1 (as pysnmp does), by hand, and by
+    the fast path's strict codec."""
     from pyasn1.codec.ber import decoder  # type: ignore[import-untyped]
     from pysnmp.proto import api
 
@@ -297,7 +302,11 @@ def decode_costs(agent: Snmpd, columns: list[str]) -> tuple[int, float, float]:
     for _ in range(1000):
         minimal_decode(response)
     minimal_rate = 1000 * count / (time.process_time() - started)
-    return count, pyasn1_rate, minimal_rate
+    started = time.process_time()
+    for _ in range(1000):
+        decode_message(response)
+    ber_rate = 1000 * count / (time.process_time() - started)
+    return count, pyasn1_rate, minimal_rate, ber_rate
 
 
 # --- running -------------------------------------------------------------------------------
@@ -315,11 +324,12 @@ def inside(args: argparse.Namespace) -> None:
                     rows.append(bench_netsnmp(agent, columns, args.runs, version))
                     rows.append(bench_exporter(agent, pid, port, args.runs, version))
             report(rows, args, len(columns))
-            count, pyasn1_rate, minimal_rate = decode_costs(agent, columns)
+            count, pyasn1_rate, minimal_rate, ber_rate = decode_costs(agent, columns)
             print(
                 f"\nDecoding one {count}-varbind GETBULK response (v2c), CPU only: pyasn1 (what "
-                f"pysnmp uses) {pyasn1_rate:,.0f} varbinds/s; a minimal hand-written BER decoder "
-                f"{minimal_rate:,.0f} varbinds/s."
+                f"pysnmp uses, v3) {pyasn1_rate:,.0f} varbinds/s; probes/_ber.py (the v1/v2c "
+                f"fast path, strict) {ber_rate:,.0f} varbinds/s; a minimal hand-written BER "
+                f"decoder (no checks) {minimal_rate:,.0f} varbinds/s."
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -347,14 +357,14 @@ def report(rows: list[Row], args: argparse.Namespace, ncolumns: int) -> None:
                 f"| {r.tool} | v{r.version} | {r.varbinds // r.runs} | {r.cpu_seconds:.3f} | "
                 f"{r.per_1000:.4f} | {ratio:.2f}x |"
             )
+    print("\nTarget (the issue's): diemcau's probe at most 2x snmp_exporter's CPU per varbind.")
     for version in ("2c", "3"):
         ours = next(r for r in rows if r.tool == "diemcau probe" and r.version == version)
         ref = next(r for r in rows if r.tool == "snmp_exporter" and r.version == version)
         ratio = ours.per_1000 / ref.per_1000
-        verdict = "meets" if ratio <= 2 else "MISSES"
-        print(
-            f"\nv{version}: diemcau probe / snmp_exporter = {ratio:.2f}x ({verdict} the 2x target)"
-        )
+        verdict = "meets the 2x target" if ratio <= 2 else "MISSES the 2x target"
+        how = "fast path, own BER codec" if version == "2c" else "pysnmp: pyasn1 decoding dominates"
+        print(f"v{version}: diemcau probe / snmp_exporter = {ratio:.2f}x ({verdict}; {how})")
 
 
 @contextlib.contextmanager

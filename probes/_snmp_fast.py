@@ -159,6 +159,10 @@ class _Endpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Closed (or broken): the next request opens a new socket; pending ones time out.
+        self.transport = None
+
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         try:
             message = decode_message(data)
@@ -212,7 +216,13 @@ async def _endpoint(family: int) -> _Endpoint:
         close_endpoints()
         _endpoints_loop = loop
     task = _endpoints.get(family)
-    if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+    if task is not None and task.done():
+        if not task.cancelled() and task.exception() is None:
+            endpoint = task.result()
+            if endpoint.transport is not None and not endpoint.transport.is_closing():
+                return endpoint
+        task = None
+    if task is None:
         task = _endpoints[family] = loop.create_task(_open(family))
     return await asyncio.shield(task)
 
@@ -326,7 +336,7 @@ class FastSession:
         waiter = _Waiter(str(address[0]), self.port, self._version, self._community, future)
         endpoint.waiting[request_id] = waiter
         try:
-            assert endpoint.transport is not None  # set when the endpoint opened
+            assert endpoint.transport is not None  # _endpoint() returns open ones only
             endpoint.transport.sendto(data, address)
             self.tally.requests += 1
             async with asyncio.timeout(self.timeout_seconds):

@@ -406,6 +406,17 @@ async def test_the_callers_deadline_leaves_no_request_behind() -> None:
         assert endpoint.waiting == {}
 
 
+async def test_a_socket_closed_under_the_sessions_is_opened_again() -> None:
+    async with scripted(agent_of(MIB)) as (port, _agent):
+        session = _session("fast", port, "2c")
+        assert (await session.get([(*SYS, 7, 0)])) == {(*SYS, 7, 0): 78}
+        first = await _snmp_fast._endpoint(socket.AF_INET)
+        assert first.transport is not None
+        first.transport.close()
+        assert (await session.get([(*SYS, 7, 0)])) == {(*SYS, 7, 0): 78}
+        assert (await _snmp_fast._endpoint(socket.AF_INET)) is not first
+
+
 async def test_ipv6_agents_answer_through_their_own_socket() -> None:
     async with scripted(agent_of(MIB), host="::1") as (port, _agent):
         session = FastSession("::1", port, "2c", "public", 2.0)
