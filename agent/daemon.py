@@ -202,7 +202,10 @@ class Agent:
         deadline = self.config.shutdown_seconds
         try:
             async with asyncio.timeout(deadline):
-                while self.outbox.stats().backlog_records and await self.pusher.push_once():
+                # Push at least once: an append cut short by the stop may still have
+                # committed in the outbox's thread, and its stats only catch up on the
+                # next outbox call, which push_once makes.
+                while await self.pusher.push_once() and self.outbox.stats().backlog_records:
                     pass
         except TimeoutError:
             pass

@@ -136,7 +136,7 @@ def test_sigterm_flushes_within_shutdown_seconds_and_exits_0(tmp_path: Path) -> 
         assert took <= opts.shutdown_seconds + slack_seconds, f"stopped in {took:.2f} s"
         flushed = delivery(r.db, f.outbox, SITE)
         assert flushed.problems(drained=False) == []
-        assert flushed.last_seq >= 60 and flushed.outbox_left <= 2  # see the xfail test below
+        assert flushed.last_seq >= 60 and flushed.outbox_left == 0
 
         # 2. Central blackholed: the flush cannot finish; the agent still stops in time and
         #    keeps the rest for its next start.
@@ -240,17 +240,6 @@ def held_append(
     release.set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "agent/daemon.py Agent._flush decides with `while self.outbox.stats().backlog_records"
-        " and await self.pusher.push_once()`, but Outbox.stats() is refreshed only when an"
-        " outbox call completes (agent/outbox.py Outbox._run: `value, self._stats, drops ="
-        " await loop.run_in_executor(...)`); an append cancelled by the stop still commits in"
-        " the outbox thread, the stats stay at backlog 0, so the flush pushes nothing and"
-        " those records wait for the next start"
-    ),
-)
 async def test_sigterm_flush_delivers_a_result_appended_as_the_agent_stops(
     tmp_path: Path, held_append: tuple[threading.Event, threading.Event, threading.Event]
 ) -> None:
