@@ -50,15 +50,24 @@ class SipPeer:
     log_file: Path
 
 
-def free_sip_port(host: str = HOST) -> int:
-    """A port free for both UDP and TCP on ``host`` right now."""
-    for _ in range(50):
+def free_sip_port(host: str = HOST, *, with_tls_neighbour: bool = False) -> int:
+    """A port free for both UDP and TCP on ``host`` right now.
+
+    With ``with_tls_neighbour`` the next port is free for TCP too: baresip 1.0 (Debian
+    12) has no ``sip_transports`` setting and always opens SIP/TLS on the port after
+    ``sip_listen``'s.
+    """
+    for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind((host, 0))
             port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            if with_tls_neighbour and port >= 65535:
+                continue
+            with contextlib.ExitStack() as held:
                 try:
-                    tcp.bind((host, port))
+                    for p in [port, port + 1] if with_tls_neighbour else [port]:
+                        tcp = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                        tcp.bind((host, p))
                 except OSError:
                     continue
                 return port
@@ -131,14 +140,13 @@ def start_baresip(workdir: Path, *, user: str = "codec") -> Iterator[SipPeer]:
     """Run a baresip UA with one unregistered account ``sip:{user}@127.0.0.1``."""
     binary = require_binary("baresip")
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_sip_port()
+    port = free_sip_port(with_tls_neighbour=True)
     modules = "/usr/lib/baresip/modules"
     (workdir / "config").write_text(
         "\n".join(
             [
                 "poll_method epoll",
                 f"sip_listen {HOST}:{port}",
-                "sip_transports udp,tcp",
                 "dns_server 127.0.0.1:1",  # anything it would resolve goes nowhere
                 f"net_interface {HOST}",
                 f"module_path {modules}",
