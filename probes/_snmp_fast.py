@@ -1,8 +1,9 @@
 """SNMPv1 and SNMPv2c without pysnmp: requests and answers through :mod:`probes._ber`.
 
-pyasn1's decoding is where pysnmp spends its time (about 20x a plain decoder); with no
+pyasn1's decoding is where pysnmp spends its time (about 50x a plain decoder); with no
 cryptography to do, v1 and v2c need nothing else from it. SNMPv3 stays on pysnmp
-(:mod:`probes._snmp_client`), and both give the same values and the same reasons.
+(:mod:`probes._snmp_pysnmp`); :mod:`probes._snmp_client` picks the path, and both give
+the same values and the same reasons.
 
 One UDP socket per event loop and address family carries every request; answers are matched
 to requests by request-id, which is random (31 bits). An answer is accepted only when it

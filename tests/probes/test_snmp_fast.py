@@ -417,6 +417,14 @@ async def test_a_socket_closed_under_the_sessions_is_opened_again() -> None:
         assert (await _snmp_fast._endpoint(socket.AF_INET)) is not first
 
 
+async def test_a_host_name_is_resolved_once_and_answers_must_come_from_its_address() -> None:
+    async with scripted(agent_of(MIB)) as (port, agent):
+        session = FastSession("localhost", port, "2c", "public", 2.0)  # from /etc/hosts
+        for _ in range(3):
+            assert (await session.get([(*SYS, 7, 0)])) == {(*SYS, 7, 0): 78}
+    assert session.where == f"localhost:{port}" and len(agent.requests) == 3
+
+
 async def test_ipv6_agents_answer_through_their_own_socket() -> None:
     async with scripted(agent_of(MIB), host="::1") as (port, _agent):
         session = FastSession("::1", port, "2c", "public", 2.0)
