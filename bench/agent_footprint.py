@@ -216,6 +216,7 @@ class ProcSample:
     anon: int
     file: int
     cpu: float  # seconds: utime + stime
+    system_cpu: float  # seconds: stime (in the kernel: sockets, epoll, SQLite's writes)
     child_cpu: float  # seconds: cutime + cstime (reaped children)
 
 
@@ -240,6 +241,7 @@ def read_proc(pid: int, t: float) -> ProcSample | None:
         kb.get("RssAnon", 0),
         kb.get("RssFile", 0),
         (int(f[11]) + int(f[12])) / CLK_TCK,
+        int(f[12]) / CLK_TCK,
         (int(f[13]) + int(f[14])) / CLK_TCK,
     )
 
@@ -259,6 +261,7 @@ class Figures:
     rss_file_end_mb: float
     cpu_seconds: float  # whole run, start-up included
     cpu_steady_seconds: float
+    system_cpu_steady_seconds: float  # the kernel's part of cpu_steady_seconds
     child_cpu_seconds: float
     core_percent: float  # steady CPU / steady wall time
     rss_growth_mb_per_hour: float  # slope of VmRSS after the warm-up
@@ -296,6 +299,7 @@ def figures(side: str, series: list[list[ProcSample]], warmup: float) -> Figures
         rss_file_end_mb=total(n - 1, "file") / MB,
         cpu_seconds=total(n - 1, "cpu"),
         cpu_steady_seconds=cpu_steady,
+        system_cpu_steady_seconds=total(n - 1, "system_cpu") - total(first, "system_cpu"),
         child_cpu_seconds=total(n - 1, "child_cpu"),
         core_percent=100.0 * cpu_steady / wall if wall > 0 else float("nan"),
         rss_growth_mb_per_hour=slope,
@@ -402,6 +406,7 @@ def run_agent(
     warmup: float,
     every: float,
     extra_env: dict[str, str] | None = None,
+    profile: Path | None = None,
 ) -> Figures:
     env = _env() | (extra_env or {})
     central_log = (workdir / "central.log").open("wb")
@@ -422,6 +427,8 @@ def run_agent(
         listen = free_port()
         config = agent_config(workdir, checks, url, listen)
         argv = [sys.executable, "-m", "diemcau", "agent", "run", "-c", str(config)]
+        if profile is not None:
+            argv[1:1] = ["-m", "cProfile", "-o", str(profile.resolve())]
         with (workdir / "agent.log").open("wb") as log:
             agent = subprocess.Popen(
                 argv,
@@ -863,6 +870,11 @@ def report_imports(config: Path | None) -> dict[str, object]:
 # --- the report --------------------------------------------------------------------------------
 
 
+def _cpu_split(f: Figures) -> str:
+    user = f.cpu_steady_seconds - f.system_cpu_steady_seconds
+    return f"{f.cpu_steady_seconds:.2f} ({user:.2f} + {f.system_cpu_steady_seconds:.2f})"
+
+
 def print_table(agent: Figures | None, exporters: Figures | None) -> None:
     sides = [f for f in (agent, exporters) if f is not None]
     print("\n| figure | " + " | ".join(f.side for f in sides) + " |")
@@ -878,7 +890,7 @@ def print_table(agent: Figures | None, exporters: Figures | None) -> None:
         ),
         ("RSS trend after warm-up, MB/h", lambda f: f"{f.rss_growth_mb_per_hour:+.1f}"),
         ("CPU s, whole run", lambda f: f"{f.cpu_seconds:.2f}"),
-        ("CPU s, steady", lambda f: f"{f.cpu_steady_seconds:.2f}"),
+        ("CPU s, steady (user + system)", _cpu_split),
         ("children's CPU s (ip route)", lambda f: f"{f.child_cpu_seconds:.2f}"),
         ("% of a core, steady", lambda f: f"{f.core_percent:.2f}"),
     ]
@@ -900,6 +912,33 @@ def print_table(agent: Figures | None, exporters: Figures | None) -> None:
         )
 
 
+PING_GROUP_RANGE = "0 2147483647"
+
+
+def _ping_allowed() -> bool:
+    """Whether this process may open a datagram ICMP socket (what the agent's probe prefers)."""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP).close()
+    except OSError:
+        return False
+    return True
+
+
+def in_namespace(argv: list[str]) -> int:
+    """Re-run this bench with ``argv`` inside a new network namespace (lo up), then remove it."""
+    if os.geteuid() != 0:
+        print("agent_footprint: --netns needs root", file=sys.stderr)
+        return 2
+    ns = f"diemcau-footprint-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        inner = [sys.executable, str(Path(__file__).resolve()), *argv, "--inside"]
+        return subprocess.run(["ip", "netns", "exec", ns, *inner], check=False).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--minutes", type=float, default=10.0, help="each side's measured time")
@@ -918,16 +957,42 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="extra environment for the agent (e.g. MALLOC_ARENA_MAX=2); repeat",
     )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="run the agent under cProfile, stats to FILE (its figures then include cProfile's)",
+    )
+    ap.add_argument(
+        "--netns",
+        action="store_true",
+        help="run everything in a new network namespace whose ping_group_range admits root, "
+        "as on a Debian host (systemd's sysctl defaults): ICMP over datagram sockets, not raw",
+    )
+    ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--kinds",
+        default="icmp,snmp,tcp",
+        help="run only these check kinds (comma-separated), to see each one's share",
+    )
     ap.add_argument("--no-exporters", action="store_true", help="measure the agent only")
     ap.add_argument("--no-imports", action="store_true", help="skip the import breakdown")
     ap.add_argument("--imports-only", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
+    if args.netns and not args.inside:
+        return in_namespace(list(sys.argv[1:] if argv is None else argv))
+    if args.inside:
+        Path("/proc/sys/net/ipv4/ping_group_range").write_text(PING_GROUP_RANGE)
     seconds = args.minutes * 60
     warmup = min(args.warmup_seconds, seconds / 3)
     workdir = Path(tempfile.mkdtemp(prefix="diemcau-footprint-"))
     workdir.chmod(0o755)
-    out: dict[str, object] = {"minutes": args.minutes, "warmup_seconds": warmup}
+    out: dict[str, object] = {
+        "minutes": args.minutes,
+        "warmup_seconds": warmup,
+        "ping_group_range": Path("/proc/sys/net/ipv4/ping_group_range").read_text().split(),
+    }
     try:
         if args.imports_only:
             out["imports"] = report_imports(None)
@@ -941,8 +1006,14 @@ def main(argv: list[str] | None = None) -> int:
             snmpsim(workdir / "snmpsim", addresses) as snmp_port,
             tcp_listener(codec.address) as tcp_port,
         ):
-            checks = site_checks(snmp_port, tcp_port)
-            print(f"Standard site: {len(DEVICES)} devices, {len(checks)} checks:")
+            kinds = set(args.kinds.split(","))
+            checks = [c for c in site_checks(snmp_port, tcp_port) if c.kind in kinds]
+            icmp_sockets = "datagram" if _ping_allowed() else "raw"
+            out["icmp_sockets"] = icmp_sockets
+            print(
+                f"Standard site: {len(DEVICES)} devices, {len(checks)} checks "
+                f"(ICMP over {icmp_sockets} sockets):"
+            )
             for c in checks:
                 print(
                     f"  {c.device.name:<10} {c.device.address:<11} {c.name:<12} "
@@ -950,7 +1021,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print(f"\ndiemcau agent: {args.minutes:g} min ...", flush=True)
             extra = dict(kv.split("=", 1) for kv in args.agent_env)
-            agent = run_agent(workdir, checks, seconds, warmup, args.sample_seconds, extra)
+            agent = run_agent(
+                workdir, checks, seconds, warmup, args.sample_seconds, extra, args.profile
+            )
             out["agent"] = asdict(agent)
             exporters = None
             if not args.no_exporters:

@@ -13,7 +13,6 @@ import typing
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, get_args, get_origin
 
-from diemcau import _inventory_cmds as inv_cmds
 from inventory.errors import ConfigError, Issue
 from inventory.secrets import SecretRef
 
@@ -57,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     isub = inv.add_subparsers(metavar="ACTION")
     v = isub.add_parser("validate", help="check config or inventory files; exit 2 on problems")
     v.add_argument("paths", nargs="+", metavar="FILE")
-    v.set_defaults(func=lambda a, _r: inv_cmds.validate(a.paths, _params_types()))
+    v.set_defaults(func=_cmd_validate)
     s = isub.add_parser("show", help="the region tree with site and device counts")
     s.add_argument("paths", nargs="*", metavar="PATH", help="inventory files or folders")
     s.add_argument("-c", "--config", help="a config file (its inventory is shown)")
@@ -74,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         help="inventory files whose regions the sites must belong to",
     )
     c.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
-    c.set_defaults(func=lambda a, _r: inv_cmds.import_csv(a.csv, a.regions, a.output))
+    c.set_defaults(func=_cmd_import_csv)
 
     pr = sub.add_parser(
         "probe",
@@ -186,6 +185,21 @@ def _params_types() -> Mapping[str, type]:
     return _LazyParamsTypes()
 
 
+# The inventory subcommands' module is imported only for them: ``agent run`` never needs it.
+
+
+def _cmd_validate(args: argparse.Namespace, _rest: list[str]) -> int:
+    from diemcau import _inventory_cmds as inv_cmds
+
+    return inv_cmds.validate(args.paths, _params_types())
+
+
+def _cmd_import_csv(args: argparse.Namespace, _rest: list[str]) -> int:
+    from diemcau import _inventory_cmds as inv_cmds
+
+    return inv_cmds.import_csv(args.csv, args.regions, args.output)
+
+
 def _cmd_show(args: argparse.Namespace, _rest: list[str]) -> int:
     from inventory.config import load_config
     from inventory.loader import load_inventory
@@ -197,6 +211,8 @@ def _cmd_show(args: argparse.Namespace, _rest: list[str]) -> int:
     else:
         print("give inventory paths or -c CONFIG", file=sys.stderr)
         return EXIT_USAGE
+    from diemcau import _inventory_cmds as inv_cmds
+
     return inv_cmds.show(inventory, args.json, args.depth)
 
 
