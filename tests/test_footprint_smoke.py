@@ -19,11 +19,6 @@ from tests.peers._util import missing, require_binary, require_root
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "agent_footprint.py"
 
-pytestmark = [
-    pytest.mark.peer("prometheus-snmp-exporter"),
-    pytest.mark.peer("prometheus-blackbox-exporter"),
-]
-
 
 def run_bench(tmp_path: Path, *args: str) -> dict[str, object]:
     out = tmp_path / "figures.json"
@@ -41,6 +36,8 @@ def run_bench(tmp_path: Path, *args: str) -> dict[str, object]:
     return figures
 
 
+@pytest.mark.peer("prometheus-snmp-exporter")
+@pytest.mark.peer("prometheus-blackbox-exporter")
 def test_a_short_run_measures_the_agent_and_the_exporters_doing_their_probes(
     tmp_path: Path,
 ) -> None:
