@@ -87,7 +87,11 @@ def running(
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
             start_new_session=True,
         )
     try:
