@@ -23,24 +23,15 @@ from inventory.target import Target
 from probes import snmp
 from probes.result import ProbeResult, Status
 from tests.peers._util import free_port
-from tests.peers.snmpd import GARBAGE, SYS_NAME, Snmpd, garbage_responder, start_snmpd
-from tests.peers.snmpsim import SnmpSim, serving_recordings
+from tests.peers.snmpd import GARBAGE, SYS_NAME, Snmpd, garbage_responder
+from tests.peers.snmpsim import SnmpSim
 
 pytestmark = pytest.mark.peer("snmpd")
 
 FAST = 0.5  # seconds a request waits in the tests that expect no answer
 
 
-@pytest.fixture(scope="module")
-def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
-    with start_snmpd(tmp_path_factory.mktemp("snmpd")) as agent:
-        yield agent
-
-
-@pytest.fixture(scope="module")
-def snmpsim() -> Iterator[SnmpSim]:
-    with serving_recordings() as sim:
-        yield sim
+# snmpd and snmpsim: the session fixtures of tests/peers (see tests/conftest.py).
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -11,22 +11,13 @@ from inventory.schema import check
 from inventory.secrets import SecretRef
 from probes import snmp
 from probes.snmp_discover import Found, discover
-from tests.peers.snmpd import Snmpd, start_snmpd
-from tests.peers.snmpsim import SnmpSim, serving_recordings
+from tests.peers.snmpd import Snmpd
+from tests.peers.snmpsim import SnmpSim
 
 pytestmark = pytest.mark.peer("snmpd")
 
 
-@pytest.fixture(scope="module")
-def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
-    with start_snmpd(tmp_path_factory.mktemp("snmpd")) as agent:
-        yield agent
-
-
-@pytest.fixture(scope="module")
-def snmpsim() -> Iterator[SnmpSim]:
-    with serving_recordings() as sim:
-        yield sim
+# snmpd and snmpsim: the session fixtures of tests/peers (see tests/conftest.py).
 
 
 @pytest.fixture(autouse=True)
